@@ -1,0 +1,211 @@
+"""Composing and validating configs.
+
+Hydra's compose API builds the config from `conf/` plus the user's overrides; this module then checks every
+section strictly (unknown keys, bad values, unknown names) so that a mistake is one line before any work
+starts. The result is a `RunConfig` of plain values: it is what a run receives, what `result.json` stores and
+what the config hash is computed from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from models import ModelConfig
+from models.errors import ConfigError
+from models.registry import closest
+from tasks import TASKS
+
+GROUPS = ("model", "task", "trainer", "sweep", "ablation")
+
+
+def conf_dir() -> Path:
+    """`conf/` beside the packages in a clone or editable install, else the copy packaged into the wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "conf"
+    if (checkout / "config.yaml").is_file():
+        return checkout
+    packaged = Path(str(resources.files("ablations") / "conf"))
+    if (packaged / "config.yaml").is_file():
+        return packaged
+    raise ConfigError(f"cannot find the config directory (looked in {checkout} and {packaged})")
+
+
+@lru_cache(maxsize=None)
+def group_options(group: str) -> tuple[str, ...]:
+    """The names a group accepts, from the YAML files in `conf/<group>/`."""
+    return tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
+
+
+def _strict(cls, section: str, values: dict):
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"unknown key '{section}.{key}'{closest(key, known)}; "
+                              f"valid: {', '.join(section + '.' + k for k in known)}")
+    return cls(**values)
+
+
+def _check_number(section: str, name: str, value, *, minimum=0.0, positive=False, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{section}.{name} must be {kind}, got {value!r}")
+    if (positive and value <= 0) or value < minimum:
+        raise ConfigError(f"{section}.{name} must be {'positive' if positive else f'>= {minimum}'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    batch_size: int
+
+    def __post_init__(self):
+        _check_number("optim", "lr", self.lr, positive=True)
+        _check_number("optim", "warmup_steps", self.warmup_steps, integer=True)
+        _check_number("optim", "weight_decay", self.weight_decay)
+        _check_number("optim", "batch_size", self.batch_size, positive=True, integer=True)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    max_steps: int
+    val_every: int
+    log_every: int
+    accelerator: str
+    devices: int
+    precision: str
+    eval_batch_size: int
+    divergence_factor: float
+
+    def __post_init__(self):
+        for name in ("max_steps", "val_every", "log_every", "devices", "eval_batch_size"):
+            _check_number("trainer", name, getattr(self, name), positive=True, integer=True)
+        _check_number("trainer", "divergence_factor", self.divergence_factor, positive=True)
+        accelerators = ("auto", "cpu", "gpu", "cuda", "mps")
+        if self.accelerator not in accelerators:
+            raise ConfigError(f"unknown trainer.accelerator '{self.accelerator}'; valid: {', '.join(accelerators)}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run depends on, as plain values."""
+
+    model: ModelConfig
+    task: dict            # task parameters, including `name`
+    optim: OptimConfig
+    trainer: TrainerConfig
+    seed: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """A short content hash: two runs with the same hash computed the same thing."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def parse_overrides(overrides: list[str]):
+    """Parse with Hydra's own grammar; a malformed override is one line naming it."""
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.extend(parser.parse_overrides([text]))
+        except HydraException as error:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = next((line for line in lines[1:] if not line.startswith("See ")), "cannot parse")
+            raise ConfigError(f"malformed override '{text}': {reason}; expected key=value, "
+                              f"e.g. model.residual=none") from None
+    return parsed
+
+
+def override_key(text: str) -> str:
+    """The key (or group) an override sets."""
+    return parse_overrides([text])[0].key_or_group
+
+
+def _check_overrides(overrides: list[str]) -> None:
+    """Reject unknown groups, group options and keys with a suggestion, before Hydra's multi-line errors."""
+    parsed = parse_overrides(overrides)
+    group_choices = [f"{o.key_or_group}={o.value()}" for o in parsed
+                     if o.key_or_group in GROUPS and not o.is_delete()]
+    for o in parsed:
+        key = o.key_or_group
+        if key in GROUPS:
+            value = o.value()
+            if not isinstance(value, str) or value not in group_options(key):
+                raise ConfigError(f"unknown {key} '{value}'{closest(str(value), group_options(key))}; "
+                                  f"valid: {', '.join(group_options(key))}")
+    base = _compose(group_choices)
+    for o in parsed:
+        key = o.key_or_group
+        if key in GROUPS or o.is_add() or o.is_force_add():
+            continue
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(base, parent) if parent else base
+        if not isinstance(node, DictConfig) or leaf not in node:
+            valid = sorted(node.keys()) if isinstance(node, DictConfig) else sorted(base.keys())
+            prefix = f"{parent}." if isinstance(node, DictConfig) and parent else ""
+            hint = closest(leaf, valid).replace("'", f"'{prefix}", 1) if prefix else closest(leaf, valid)
+            raise ConfigError(f"unknown config key '{key}'{hint}; "
+                              f"valid: {', '.join(prefix + str(k) for k in valid)}")
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            return compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as error:
+        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise ConfigError(f"invalid overrides {' '.join(overrides)}: {first.strip()}") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """Compose `conf/config.yaml` with overrides, rejecting unknown names and keys in one line."""
+    _check_overrides(list(overrides))
+    return _compose(list(overrides))
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """Validate every section strictly and return plain values."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    expected = {"model", "task", "optim", "trainer", "seed", "out", "sweep", "ablation"}
+    for key in data:
+        if key not in expected:
+            raise ConfigError(f"unknown config key '{key}'{closest(key, expected)}; valid: {', '.join(sorted(expected))}")
+    seed = data["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    task_values = dict(data["task"])
+    name = task_values.pop("name")
+    TASKS.get(name)(**task_values)  # validates the task parameters
+    return RunConfig(model=ModelConfig.from_dict(data["model"]), task=dict(data["task"]),
+                     optim=_strict(OptimConfig, "optim", data["optim"]),
+                     trainer=_strict(TrainerConfig, "trainer", data["trainer"]), seed=seed)
+
+
+def dedupe_overrides(overrides: list[str]) -> list[str]:
+    """Keep the last override of each key, in order (later sources win)."""
+    last: dict[str, str] = {}
+    for text in overrides:
+        key = override_key(text)
+        last.pop(key, None)
+        last[key] = text
+    return list(last.values())

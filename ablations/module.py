@@ -1,0 +1,103 @@
+"""The LightningModule that trains any model on any task.
+
+It is deliberately thin: cross-entropy on the task's targets (positions marked IGNORE are not scored),
+AdamW with warmup and cosine decay, and exact validation metrics accumulated over the whole split. Divergence
+is data, not a crash: a non-finite or runaway training loss stops the run and is recorded (`diverged_step`).
+The loss is inspected only every `log_every` steps, so there is no host sync on the other steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from tasks.base import IGNORE
+
+
+def batch_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed loss, number of correct predictions and number of scored positions, as 0-d tensors."""
+    flat_logits = logits.reshape(-1, logits.shape[-1]).float()
+    flat_targets = targets.reshape(-1)
+    scored = flat_targets != IGNORE
+    loss_sum = F.cross_entropy(flat_logits, flat_targets, ignore_index=IGNORE, reduction="sum")
+    correct = ((flat_logits.argmax(-1) == flat_targets) & scored).sum()
+    return loss_sum, correct, scored.sum()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches, device) -> dict[str, float]:
+    """Exact loss and accuracy over every batch (eval mode restored to the caller's mode afterwards)."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    for inputs, targets in batches:
+        inputs, targets = inputs.to(device), targets.to(device)
+        totals += torch.stack([s.double() for s in batch_scores(model(inputs), targets)])
+    model.train(was_training)
+    loss_sum, correct, count = totals.tolist()
+    return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
+
+
+class AblationModule(pl.LightningModule):
+    def __init__(self, model: torch.nn.Module, optim, max_steps: int, check_every: int, divergence_factor: float):
+        super().__init__()
+        self.model, self.optim, self.max_steps = model, optim, max_steps
+        self.check_every, self.divergence_factor = check_every, divergence_factor
+        self.first_loss: float | None = None
+        self.diverged_step: int | None = None
+        self.last_finite_loss: float | None = None
+        self._val_totals: list[torch.Tensor] = []
+
+    def forward(self, inputs):
+        return self.model(inputs)
+
+    def training_step(self, batch, batch_idx):
+        inputs, targets = batch
+        loss_sum, _, count = batch_scores(self.model(inputs), targets)
+        loss = loss_sum / count.clamp_min(1)
+        if self.global_step % self.check_every == 0:
+            self._check_divergence(loss.item())  # the only host sync, every `check_every` steps
+            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
+            if self.diverged_step is not None:
+                return None  # skip the update: Lightning ends the fit at the next check
+        return loss
+
+    def _check_divergence(self, value: float) -> None:
+        if self.first_loss is None and math.isfinite(value):
+            self.first_loss = value
+        runaway = self.first_loss is not None and value > self.divergence_factor * self.first_loss
+        if not math.isfinite(value) or runaway:
+            self.diverged_step = self.global_step
+            self.trainer.should_stop = True
+        else:
+            self.last_finite_loss = value
+
+    def validation_step(self, batch, batch_idx):
+        inputs, targets = batch
+        self._val_totals.append(torch.stack([s.double() for s in batch_scores(self.model(inputs), targets)]))
+
+    def on_validation_epoch_end(self):
+        loss_sum, correct, count = torch.stack(self._val_totals).sum(0)
+        self._val_totals.clear()
+        self.log("val/loss", loss_sum / count.clamp_min(1))
+        self.log("val/accuracy", correct / count.clamp_min(1))
+
+    def configure_optimizers(self):
+        # Decay matrices only (not biases, norm gains or gates), as in GPT-2 / nanoGPT.
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.optim.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=(0.9, 0.98))
+        warmup, total = self.optim.warmup_steps, self.max_steps
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine down to 10% of lr
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,85 @@
+"""The results store: `result.json` per run and `runs.csv` per results directory, written atomically.
+
+Every write goes to a temporary file in the same directory and is renamed over the target, so a process
+killed at any moment leaves either the old file or the new one, never a partial row. Appends to `runs.csv`
+hold an exclusive lock, so two processes writing to one directory never lose each other's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from models.errors import ConfigError
+
+#: Columns of runs.csv, in order. `score` is the task's metric on the test split.
+COLUMNS = ["ablation", "variant", "task", "seed", "status", "metric", "score", "val_score", "test_loss",
+           "steps", "diverged_step", "wall_seconds", "n_params", "tokens_per_second", "config_hash",
+           "run_dir", "error"]
+STATUSES = ("ok", "diverged", "pruned", "failed")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def locked(directory: Path):
+    """An exclusive advisory lock on a results directory (released when the process dies)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_runs(directory: Path) -> pd.DataFrame:
+    """runs.csv as a DataFrame (empty, with the columns, when there is none yet)."""
+    path = Path(directory) / "runs.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    try:
+        frame = pd.read_csv(path, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ConfigError(f"corrupted results file {path}: {str(error).splitlines()[0]}") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"corrupted results file {path}: missing columns {', '.join(missing)}")
+    return frame[COLUMNS]
+
+
+def append_run(directory: Path, row: dict) -> None:
+    """Add one row to runs.csv (atomically, under the directory lock)."""
+    directory = Path(directory)
+    with locked(directory):
+        frame = read_runs(directory)
+        new = pd.DataFrame([{column: row.get(column) for column in COLUMNS}])
+        frame = new if frame.empty else pd.concat([frame, new], ignore_index=True)
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False)
+        write_text_atomic(directory / "runs.csv", buffer.getvalue())

@@ -1,0 +1,104 @@
+"""One run: a `RunConfig` in, a result row out, `result.json` and the Lightning CSV log in its directory.
+
+A run never raises because the model misbehaves: divergence ends it with status `diverged`, any other error
+inside training with status `failed` and the error message kept. Only invalid configuration (caught before any
+work) raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from ablations import __version__
+from ablations.config import RunConfig
+from ablations.module import AblationModule, evaluate
+from ablations.results import write_json_atomic
+from models import build_model
+from tasks import TASKS
+from tasks.datamodule import OrderedBatches, TaskDataModule
+
+# Lightning's start-up chatter (which accelerators exist, "seed set") and its advice to add DataLoader workers,
+# which is wrong for data already in memory, would drown the one line a user wants per run.
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*Your `IterableDataset` has `__len__` defined.*")
+
+
+def resolve_hardware(accelerator: str, precision: str) -> tuple[str, str]:
+    """`auto` means a GPU in bf16 mixed precision when one is present, else the CPU in float32."""
+    gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if accelerator == "auto":
+        accelerator = "gpu" if gpu else "cpu"
+    if precision == "auto":
+        precision = "bf16-mixed" if gpu else "32-true"
+    return accelerator, precision
+
+
+def build(cfg: RunConfig):
+    """The task and the model a config describes."""
+    params = {k: v for k, v in cfg.task.items() if k != "name"}
+    task = TASKS.get(cfg.task["name"])(**params)
+    model = build_model(cfg.model, vocab_size=task.vocab_size, input_dim=task.input_dim, out_dim=task.n_classes,
+                        causal=task.causal, head="token" if task.output_kind == "token" else "mean",
+                        max_len=task.max_len())
+    return task, model
+
+
+def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "") -> dict:
+    """Train and test one configuration; write `result.json` in `run_dir`; return the result row."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    task, model = build(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    data = TaskDataModule(task, cfg.optim.batch_size, cfg.seed, cfg.trainer.eval_batch_size)
+    module = AblationModule(model, cfg.optim, cfg.trainer.max_steps, cfg.trainer.log_every,
+                            cfg.trainer.divergence_factor)
+    accelerator, precision = resolve_hardware(cfg.trainer.accelerator, cfg.trainer.precision)
+    trainer = pl.Trainer(
+        max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
+        precision=precision, logger=CSVLogger(str(run_dir), name="", version=""),
+        val_check_interval=cfg.trainer.val_every, check_val_every_n_epoch=None,
+        log_every_n_steps=cfg.trainer.log_every, num_sanity_val_steps=0, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, deterministic=not torch.cuda.is_available())
+    status, error, metrics = "ok", "", {}
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=data)
+    except Exception as exc:  # a crash inside training is a result, with its message kept
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+    wall = time.perf_counter() - start
+    if module.diverged_step is not None:
+        status = "diverged"
+    steps = trainer.global_step
+    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if status == "ok":
+        device = next(model.parameters()).device
+        metrics = evaluate(model, OrderedBatches(data.split("test"), cfg.trainer.eval_batch_size), device)
+    seq_len = data.split("train").inputs.shape[1]
+    row = {
+        "ablation": ablation, "variant": variant, "task": task.name, "seed": cfg.seed, "status": status,
+        "metric": task.metric, "score": metrics.get(task.metric), "val_score": val.get(f"val/{task.metric}"),
+        "test_loss": metrics.get("loss"), "steps": steps, "diverged_step": module.diverged_step,
+        "wall_seconds": round(wall, 3), "n_params": n_params,
+        "tokens_per_second": round(steps * cfg.optim.batch_size * seq_len / wall, 1) if wall > 0 else None,
+        "config_hash": cfg.hash(), "run_dir": str(run_dir), "error": error,
+    }
+    result = dict(row, config=cfg.to_dict(), last_finite_train_loss=module.last_finite_loss,
+                  chance=task.chance, solved_at=task.solved_at, higher_is_better=task.higher_is_better,
+                  accelerator=accelerator, precision=precision,
+                  versions={"suite": __version__, "torch": torch.__version__, "lightning": pl.__version__,
+                            "python": platform.python_version()})
+    write_json_atomic(run_dir / "result.json", result)
+    return row

@@ -1,0 +1,55 @@
+"""The component kinds of the configurable transformer: one registry and one small interface per kind.
+
+A block is a composition of named components (see `models/transformer.py`), never a forest of flags:
+- `attention`: token mixing, `forward(x, position) -> x` with x of shape (batch, time, d_model);
+- `ffn`: per-token feed-forward, `forward(x) -> x`;
+- `norm`: a normaliser over the channel dimension, built as `cls(d_model)`;
+- `norm_placement`: where the norm sits around a branch, `forward(x, branch, residual) -> x`;
+- `residual`: how a branch's output meets the stream, `forward(stream, branch_out) -> new stream`;
+- `position`: how order information enters; it may add to the embedding (`embed`), rotate queries and keys
+  (`rotate`) or bias attention scores (`score_bias`). The defaults do nothing, so a variant overrides only
+  what it uses.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.registry import Registry
+
+ATTENTION: Registry = Registry("attention")
+FFN: Registry = Registry("ffn")
+NORM: Registry = Registry("norm")
+PLACEMENT: Registry = Registry("norm_placement")
+RESIDUAL: Registry = Registry("residual")
+POSITION: Registry = Registry("position")
+
+#: Every component registry, keyed by the ModelConfig field that selects from it.
+REGISTRIES: dict[str, Registry] = {
+    "attention": ATTENTION,
+    "ffn": FFN,
+    "norm": NORM,
+    "norm_placement": PLACEMENT,
+    "residual": RESIDUAL,
+    "position": POSITION,
+}
+
+
+class Position(nn.Module):
+    """Base class of positional encodings; every hook is the identity unless a variant overrides it."""
+
+    def __init__(self, cfg, max_len: int):
+        super().__init__()
+
+    def embed(self, h: torch.Tensor) -> torch.Tensor:
+        """Called once on the input embedding, shape (batch, time, d_model)."""
+        return h
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Called inside attention on queries and keys, shape (batch, heads, time, head_dim)."""
+        return q, k
+
+    def score_bias(self, t_q: int, t_k: int, device) -> torch.Tensor | None:
+        """An additive bias on attention scores, broadcastable to (batch, heads, t_q, t_k), or None."""
+        return None

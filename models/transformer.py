@@ -1,0 +1,103 @@
+"""The configurable transformer: input adapter -> position -> blocks -> final norm -> output head.
+
+Modality lives only at the edges: the input adapter embeds tokens or projects continuous vectors (image patches,
+audio frames), and the head reads out per token or pooled over the sequence. The trunk never knows which
+modality it serves.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.components import ATTENTION, FFN, NORM, PLACEMENT, POSITION, RESIDUAL
+from models.config import ModelConfig
+from models.errors import ConfigError
+
+
+class Block(nn.Module):
+    """One layer: an attention branch then a feed-forward branch, each wrapped by its norm placement and
+    joined to the stream by its residual mode. `attn` and `ffn` are the branches (hook them to read branch
+    outputs); `attn_place`/`ffn_place` own the norms; `attn_residual`/`ffn_residual` own any residual gates."""
+
+    def __init__(self, cfg: ModelConfig, layer_index: int, causal: bool):
+        super().__init__()
+        make_norm = lambda: NORM.get(cfg.norm)(cfg.d_model)  # noqa: E731
+        placement = PLACEMENT.get(cfg.norm_placement)
+        residual = RESIDUAL.get(cfg.residual)
+        self.attn = ATTENTION.get(cfg.attention)(cfg, causal)
+        self.attn_place = placement(make_norm)
+        self.attn_residual = residual(cfg, layer_index)
+        self.ffn = FFN.get(cfg.ffn)(cfg)
+        self.ffn_place = placement(make_norm)
+        self.ffn_residual = residual(cfg, layer_index)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, position) -> torch.Tensor:
+        x = self.attn_place(x, lambda h: self.dropout(self.attn(h, position)), self.attn_residual)
+        return self.ffn_place(x, self.ffn, self.ffn_residual)
+
+
+class Transformer(nn.Module):
+    """See `build_model` for the keywords."""
+
+    def __init__(self, cfg: ModelConfig, *, vocab_size: int | None = None, input_dim: int | None = None,
+                 out_dim: int | None = None, causal: bool = True, head: str = "token", max_len: int = 1024):
+        super().__init__()
+        if (vocab_size is None) == (input_dim is None):
+            raise ConfigError("build_model needs exactly one of vocab_size (token input) or input_dim "
+                              "(continuous input)")
+        if head not in ("token", "mean"):
+            raise ConfigError(f"unknown head '{head}'; valid: mean, token")
+        out_dim = out_dim if out_dim is not None else vocab_size
+        if out_dim is None:
+            raise ConfigError("build_model needs out_dim when the input is continuous")
+        self.cfg, self.causal, self.head_kind = cfg, causal, head
+        self.embed = nn.Embedding(vocab_size, cfg.d_model) if vocab_size else nn.Linear(input_dim, cfg.d_model)
+        self.position = POSITION.get(cfg.position)(cfg, max_len)
+        self.embed_dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i, causal) for i in range(cfg.n_layers))
+        wants_final = cfg.final_norm and getattr(PLACEMENT.get(cfg.norm_placement), "wants_final_norm", False)
+        self.final_norm = NORM.get(cfg.norm)(cfg.d_model) if wants_final else nn.Identity()
+        self.head = nn.Linear(cfg.d_model, out_dim, bias=False)
+        self.apply(_init_weights)
+        if cfg.tie_head:
+            if not isinstance(self.embed, nn.Embedding) or head != "token" or out_dim != vocab_size:
+                raise ConfigError("model.tie_head=true needs token input and a per-token head over the same "
+                                  "vocabulary")
+            self.head.weight = self.embed.weight  # Press & Wolf, 2017, https://arxiv.org/abs/1608.05859
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """tokens (batch, time) or vectors (batch, time, input_dim) -> logits (batch, time, out) or (batch, out)."""
+        h = self.embed_dropout(self.position.embed(self.embed(inputs)))
+        for block in self.blocks:
+            h = block(h, self.position)
+        h = self.final_norm(h)
+        if self.head_kind == "mean":
+            h = h.mean(dim=1)
+        return self.head(h)
+
+
+def _init_weights(module: nn.Module) -> None:
+    """GPT-2's initialisation: N(0, 0.02) weights, zero biases."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def build_model(cfg: ModelConfig, *, vocab_size: int | None = None, input_dim: int | None = None,
+                out_dim: int | None = None, causal: bool = True, head: str = "token",
+                max_len: int = 1024) -> Transformer:
+    """Build the transformer described by `cfg`.
+
+    - `vocab_size=V`: token input; `forward(tokens)` with tokens (batch, time) of ids in [0, V).
+    - `input_dim=F`: continuous input (patches, frames); `forward(x)` with x (batch, time, F).
+    - `out_dim`: output classes (defaults to `vocab_size`).
+    - `causal`: whether position t may only read positions <= t.
+    - `head`: `token` gives logits (batch, time, out_dim); `mean` pools over time and gives (batch, out_dim).
+    - `max_len`: the longest sequence learned positions must cover.
+    The blocks are `model.blocks`, a list of `Block`s, for hooks.
+    """
+    return Transformer(cfg, vocab_size=vocab_size, input_dim=input_dim, out_dim=out_dim, causal=causal,
+                       head=head, max_len=max_len)

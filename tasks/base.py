@@ -1,0 +1,112 @@
+"""What a task is: a small object that makes tensors and says how to score them.
+
+A task declares its modality, input kind (`tokens` or `continuous`), output kind (`token`: a label per position,
+`sequence`: one label per example), its metric and the level at which it counts as solved, and its chance level
+(so that reports can normalise across tasks). Its parameters are a dataclass, validated strictly. Its data come
+from `make_split(split, n, seed)`, vectorised and deterministic in `seed`.
+
+Targets use one convention for every task: class ids, with `IGNORE` at positions that are not scored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from models.errors import ConfigError
+from models.registry import Registry, closest
+
+TASKS: Registry = Registry("task")
+IGNORE = -100  # target value of positions that are not scored (torch's cross-entropy ignore_index)
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs and targets of one split. `inputs`: (n, time) token ids or (n, time, features) floats;
+    `targets`: (n, time) per-token class ids (IGNORE where unscored) or (n,) sequence labels."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+class Task:
+    """Base class. Subclasses set the class attributes, define `Params` and implement `make_split`."""
+
+    modality: str = ""          # tokens, text, image, audio, video
+    input_kind: str = "tokens"  # tokens | continuous
+    output_kind: str = "token"  # token | sequence
+    causal: bool = True         # whether the model must not read the future
+    metric: str = "accuracy"
+    higher_is_better: bool = True
+    solved_at: float = 0.95     # metric value at which the task counts as solved
+
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+    def __init__(self, **params):
+        known = [f.name for f in dataclasses.fields(self.Params)]
+        for key in params:
+            if key not in known:
+                raise ConfigError(f"unknown key 'task.{key}' for task {self.name}{closest(key, known)}; "
+                                  f"valid: {', '.join('task.' + k for k in known) or '(none)'}")
+        self.params = self.Params(**params)
+        self.validate()
+
+    @property
+    def name(self) -> str:
+        return self.registered_name
+
+    def validate(self) -> None:
+        """Check parameter values; raise ConfigError with one line. Subclasses extend."""
+
+    # --- what the model needs to know -------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int | None:
+        """Number of input token ids (token input), else None."""
+        return None
+
+    @property
+    def input_dim(self) -> int | None:
+        """Features per position (continuous input), else None."""
+        return None
+
+    @property
+    def n_classes(self) -> int:
+        raise NotImplementedError
+
+    def max_len(self) -> int:
+        """Longest sequence of any split (learned positions must cover it)."""
+        raise NotImplementedError
+
+    @property
+    def chance(self) -> float:
+        """Expected metric of a model that guesses uniformly."""
+        return 1.0 / self.n_classes
+
+    def split_size(self, split: str) -> int:
+        """Default number of examples in a split."""
+        raise NotImplementedError
+
+    def make_split(self, split: str, n: int, seed: int) -> Split:
+        raise NotImplementedError
+
+
+def split_generator(split: str, seed: int) -> torch.Generator:
+    """A generator seeded by (split, seed): splits are independent streams, and each is fixed by the seed."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+    return torch.Generator().manual_seed(int(seed) * len(SPLITS) + SPLITS.index(split))
+
+
+def positive_int(task: str, **values) -> None:
+    """Raise a one-line ConfigError unless every value is a positive integer."""
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"task.{key} of task {task} must be a positive integer, got {value!r}")
