@@ -1,0 +1,35 @@
+# The two commands of the README, each doing its own set-up in a project virtual environment:
+#   make run    install what is missing, then `ablate run` on its defaults (writes results/default/report.md)
+#   make test   install what is missing, then the whole test suite (slow tests included, as CI runs it)
+# A second call reuses the environment; it is rebuilt when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+# Pinned so that the set-up never pulls a multi-GB CUDA build by accident; override for another build.
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-fast install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ablate run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,164 @@
+"""`ablate`: the command line.
+
+    ablate train [OVERRIDES]     one run, e.g. `ablate train task=copy model.residual=none`
+    ablate run [OVERRIDES]       an ablation grid (default: conf/ablation/default.yaml) and its report
+    ablate list                  every registered component, task, ablation and sweep profile
+
+Overrides use Hydra's grammar (`key=value`). Bad input is one line on stderr and exit status 2; `--debug`
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from models.errors import ConfigError
+
+EXIT_USAGE = 2
+
+
+def _command_line(argv: list[str]) -> str:
+    return "ablate " + " ".join(shlex.quote(a) for a in argv)
+
+
+def _summary(index: int, total: int, label: str, row: dict) -> str:
+    score = row.get("score")
+    shown = f"{row['metric']}={score:.4f}" if isinstance(score, float) else f"{row['metric']}=n/a"
+    extra = f" at step {row['diverged_step']}" if row["status"] == "diverged" else ""
+    extra += f": {row['error']}" if row.get("error") else ""
+    return (f"[{index}/{total}] {label}: {row['status']}{extra} {shown} in {row['wall_seconds']:.1f}s "
+            f"({row['tokens_per_second']:.0f} tok/s)" if row.get("tokens_per_second") else
+            f"[{index}/{total}] {label}: {row['status']}{extra} {shown}")
+
+
+def cmd_train(args) -> int:
+    from ablations.config import compose_config, override_key, to_run_config
+    from ablations.run import train
+
+    cfg = compose_config(args.overrides)
+    run_cfg = to_run_config(cfg)
+    model_overrides = [o for o in args.overrides if override_key(o).startswith("model.")]
+    variant = ",".join(o.removeprefix("model.") for o in model_overrides) or "baseline"
+    run_dir = Path(cfg.out) if cfg.out else Path("results") / "train" / run_cfg.task["name"] / (
+        variant.replace("/", "_") + f"-s{run_cfg.seed}")
+    row = train(run_cfg, run_dir, variant=variant)
+    if not args.quiet:
+        print(_summary(1, 1, f"{variant} x {row['task']} (seed {row['seed']})", row))
+    print(run_dir / "result.json")
+    return 0 if row["status"] != "failed" else 1
+
+
+def cmd_run(args) -> int:
+    from tqdm import tqdm
+
+    from ablations.config import compose_config, dedupe_overrides, override_key, to_run_config
+    from ablations.grid import Ablation
+    from ablations.report import write_report
+    from ablations.results import append_run, read_runs
+    from ablations.run import train
+
+    cfg = compose_config(args.overrides)
+    ablation = Ablation.from_dict(dict(cfg.ablation))
+    keys = {override_key(o) for o in args.overrides}
+    tasks = (cfg.task.name,) if "task" in keys else None
+    seeds = (cfg.seed,) if "seed" in keys else None
+    out = Path(cfg.out) if cfg.out else Path("results") / ablation.name
+    cells = ablation.cells(tasks, seeds)
+
+    # Compose and validate every cell before any work, so that bad input writes nothing.
+    planned = []
+    for cell in cells:
+        overrides = dedupe_overrides([*args.overrides, f"task={cell.task}", f"seed={cell.seed}", *cell.overrides])
+        planned.append((cell, to_run_config(compose_config(overrides))))
+
+    done = read_runs(out)
+    todo = []
+    for cell, run_cfg in planned:
+        previous = done[(done["variant"] == cell.variant) & (done["task"] == cell.task) & (done["seed"] == cell.seed)]
+        if previous.empty:
+            todo.append((cell, run_cfg))
+        elif run_cfg.hash() not in set(previous["config_hash"]):
+            raise ConfigError(f"{out}/runs.csv already holds {cell.name} with a different config "
+                              f"({previous['config_hash'].iloc[-1]} != {run_cfg.hash()}); choose another out=DIR "
+                              f"or remove that directory")
+    if not args.quiet and len(todo) < len(planned):
+        print(f"resuming {out}: {len(planned) - len(todo)} of {len(planned)} runs already done", file=sys.stderr)
+
+    command = _command_line(["run", *args.overrides])
+    bar = tqdm(total=len(todo), unit="run", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    for index, (cell, run_cfg) in enumerate(todo, 1):
+        label = f"{cell.variant} x {cell.task} (seed {cell.seed})"
+        bar.set_description(f"running {label}")
+        run_dir = out / "runs" / cell.variant / cell.task / f"s{cell.seed}"
+        row = train(run_cfg, run_dir, variant=cell.variant, ablation=ablation.name)
+        append_run(out, row)
+        bar.update(1)
+        if not args.quiet:
+            bar.write(_summary(index, len(todo), label, row), file=sys.stderr)
+    bar.close()
+    report = write_report(out, ablation=ablation.name, description=ablation.description,
+                          baseline=ablation.baseline, command=command)
+    print(report)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from ablations.config import compose_config, group_options
+    from models import REGISTRIES
+    from tasks import TASKS
+
+    print("Components (model.<kind>=<name>):")
+    for kind, registry in REGISTRIES.items():
+        print(f"  {kind:<15} {', '.join(registry.names())}")
+    print("\nTasks (task=<name>):")
+    for name in TASKS.names():
+        task = TASKS.get(name)
+        print(f"  {name:<15} {task.modality:<7} {task.input_kind:<10} -> {task.output_kind:<8} metric: "
+              f"{task.metric}")
+    print("\nAblations (ablation=<name>):")
+    for name in group_options("ablation"):
+        ablation = compose_config([f"ablation={name}"]).ablation
+        print(f"  {name:<15} {ablation.description}")
+    print("\nSweep profiles (sweep=<name>):")
+    print("  " + ", ".join(group_options("sweep")))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ablate", description="Architecture ablations of the Transformer.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, func, text in (("train", cmd_train, "train and test one configuration"),
+                             ("run", cmd_run, "run an ablation grid and write its report")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="Hydra overrides, e.g. task=digits model.residual=none optim.lr=1e-3 out=DIR")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the output path")
+        p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+        p.set_defaults(func=func)
+    p = sub.add_parser("list", help="list components, tasks, ablations and sweep profiles")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        if args.debug:
+            raise
+        print(f"ablate: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ablate: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
