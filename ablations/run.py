@@ -31,7 +31,8 @@ from tasks.datamodule import OrderedBatches, TaskDataModule
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=r".*Your `IterableDataset` has `__len__` defined.*")
+warnings.filterwarnings("ignore", message=r".*`training_step` returned `None`.*")  # our divergence stop
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # lightning vs torch
 
 
 def resolve_hardware(accelerator: str, precision: str) -> tuple[str, str]:

@@ -40,9 +40,6 @@ class OrderedBatches(IterableDataset):
         for start in range(0, len(self.split), self.batch_size):
             yield self.split.inputs[start:start + self.batch_size], self.split.targets[start:start + self.batch_size]
 
-    def __len__(self) -> int:
-        return -(-len(self.split) // self.batch_size)
-
 
 class TaskDataModule(pl.LightningDataModule):
     """Generates a task's splits once (as tensors) and serves them; `seed` fixes data and training order."""

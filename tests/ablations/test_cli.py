@@ -1,0 +1,87 @@
+"""The command line as a user meets it: one-line errors with exit status 2, and listings."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ablations.cli import main
+from models import REGISTRIES
+from tasks import TASKS
+
+BAD_INPUT = [
+    (["train", "task=nope"], ["unknown task 'nope'", "copy", "digits"]),
+    (["train", "model.residual=nope"], ["unknown residual 'nope'", "none", "standard"]),
+    (["train", "model.atention=linear"], ["unknown config key 'model.atention'", "model.attention"]),
+    (["train", "model.n_heads=3"], ["model.d_model=64", "model.n_heads=3"]),
+    (["train", "model.d_model=-8"], ["model.d_model must be a positive integer"]),
+    (["train", "trainer.max_steps=1.5"], ["trainer.max_steps must be an integer"]),
+    (["train", "task=digits", "task.patch=3"], ["task.patch=3", "1, 2, 4, 8"]),
+    (["train", "optim.lr=0"], ["optim.lr must be positive"]),
+    (["train", "seed=-1"], ["seed must be a non-negative integer"]),
+    (["train", "foo"], ["malformed override 'foo'"]),
+    (["train", "+bogus=1"], ["unknown config key 'bogus'"]),
+    (["run", "ablation=nope"], ["unknown ablation 'nope'", "default"]),
+    (["run", "sweep=nope"], ["unknown sweep 'nope'", "none"]),
+]
+
+
+@pytest.mark.parametrize("argv, expected", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_with_exit_status_2_and_writes_nothing(argv, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("ablate: error: ")
+    for fragment in expected:
+        assert fragment in lines[0]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_debug_flag_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="unknown task"):
+        main(["train", "--debug", "task=nope"])
+
+
+def test_console_script_exit_status_and_no_traceback(tmp_path):
+    script = Path(sys.executable).parent / "ablate"
+    done = subprocess.run([str(script), "train", "model.residual=nope"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert "valid: none, standard" in done.stderr
+
+
+def test_list_shows_every_registered_name(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for registry in REGISTRIES.values():
+        for name in registry.names():
+            assert name in out
+    for name in TASKS.names():
+        assert name in out
+    assert "default" in out
+
+
+@pytest.mark.slow
+def test_train_writes_result_json_and_lightning_log(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "-q", "task=copy", "model.residual=none", "trainer.max_steps=20",
+                 "trainer.val_every=10", "trainer.log_every=5", "out=one"]) == 0
+    assert capsys.readouterr().out.strip() == str(Path("one") / "result.json")
+    result = json.loads((tmp_path / "one" / "result.json").read_text())
+    for key in ("status", "score", "task", "variant", "seed", "config", "steps", "wall_seconds", "n_params",
+                "tokens_per_second", "versions"):
+        assert key in result
+    assert result["status"] == "ok" and result["steps"] == 20
+    assert result["variant"] == "residual=none" and result["task"] == "copy"
+    assert result["config"]["model"]["residual"] == "none"
+    assert 0.0 <= result["score"] <= 1.0
+    log = (tmp_path / "one" / "metrics.csv").read_text().splitlines()
+    assert log[0].split(",") and "train/loss" in log[0] and "val/accuracy" in log[0]
