@@ -68,7 +68,7 @@ def test_a_copying_oracle_scores_perfectly_and_a_shifted_one_does_not():
     n, time = data.inputs.shape
 
     def oracle(shift):
-        logits = torch.zeros(n, time, vocab)
+        logits = torch.zeros(n, time, vocab + 1)  # + the separator, which a shifted oracle may predict
         for j in range(L, time):
             logits[torch.arange(n), j, data.inputs[:, j - shift]] = 1.0
         return logits
