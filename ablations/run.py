@@ -50,7 +50,7 @@ def build(cfg: RunConfig):
     params = {k: v for k, v in cfg.task.items() if k != "name"}
     task = TASKS.get(cfg.task["name"])(**params)
     model = build_model(cfg.model, vocab_size=task.vocab_size, input_dim=task.input_dim, out_dim=task.n_classes,
-                        causal=task.causal, head="token" if task.output_kind == "token" else "mean",
+                        causal=task.causal, head="token" if task.output_kind == "token" else cfg.model.pool,
                         max_len=task.max_len())
     return task, model
 

@@ -2,6 +2,7 @@
 
 import models.attention  # noqa: F401  (each subpackage registers its variants on import)
 import models.ffn  # noqa: F401
+import models.memory  # noqa: F401
 import models.norm  # noqa: F401
 import models.placement  # noqa: F401
 import models.position  # noqa: F401

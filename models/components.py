@@ -1,7 +1,8 @@
 """The component kinds of the configurable transformer: one registry and one small interface per kind.
 
 A block is a composition of named components (see `models/transformer.py`), never a forest of flags:
-- `attention`: token mixing, `forward(x, position) -> x` with x of shape (batch, time, d_model);
+- `attention`: token mixing, `forward(x, position, prefix=None) -> x` with x of shape (batch, time, d_model);
+  `prefix` is an optional (keys, values) pair of extra, always-visible key/value slots (memory).
 - `ffn`: per-token feed-forward, `forward(x) -> x`;
 - `norm`: a normaliser over the channel dimension, built as `cls(d_model)`;
 - `norm_placement`: where the norm sits around a branch, `forward(x, branch, residual) -> x`;
@@ -9,6 +10,13 @@ A block is a composition of named components (see `models/transformer.py`), neve
 - `position`: how order information enters; it may add to the embedding (`embed`), rotate queries and keys
   (`rotate`) or bias attention scores (`score_bias`). The defaults do nothing, so a variant overrides only
   what it uses.
+- `memory`: what a model remembers beyond the tokens in front of it (see `models/memory/`).
+
+Capabilities: an attention class declares what it `provides` (for example `rotate`, `score_bias`, `prefix`,
+`causal`); a position or memory class declares what it `needs` from the attention. `ModelConfig` checks the two
+against each other, so an impossible combination fails at validation with one line naming both options.
+A branch class with `skip = True` (attention `none`, ffn `none`) removes its sublayer from the block entirely:
+with no residual, a branch that returned zeros would erase the stream instead of leaving it alone.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ NORM: Registry = Registry("norm")
 PLACEMENT: Registry = Registry("norm_placement")
 RESIDUAL: Registry = Registry("residual")
 POSITION: Registry = Registry("position")
+MEMORY: Registry = Registry("memory")
 
 #: Every component registry, keyed by the ModelConfig field that selects from it.
 REGISTRIES: dict[str, Registry] = {
@@ -33,11 +42,14 @@ REGISTRIES: dict[str, Registry] = {
     "norm_placement": PLACEMENT,
     "residual": RESIDUAL,
     "position": POSITION,
+    "memory": MEMORY,
 }
 
 
 class Position(nn.Module):
     """Base class of positional encodings; every hook is the identity unless a variant overrides it."""
+
+    needs: frozenset = frozenset()  # attention capabilities this encoding relies on, e.g. {"rotate"}
 
     def __init__(self, cfg, max_len: int):
         super().__init__()

@@ -2,7 +2,8 @@
 
 Why plain values: the same object is composed by Hydra from the command line, stored in every result row and
 hashed to identify a run. Component names are resolved through the registries only when the model is built,
-but they are validated here, so that a typo fails before any work starts.
+but they are validated here, together with every combination that cannot work, so that a mistake fails in one
+line before any work starts.
 """
 
 from __future__ import annotations
@@ -10,42 +11,83 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from models.components import REGISTRIES
+from models.components import ATTENTION, MEMORY, POSITION, REGISTRIES, RESIDUAL
 from models.errors import ConfigError
 from models.registry import closest
+
+POOLS = ("mean", "cls")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     d_model: int = 64          # width of the residual stream
     n_layers: int = 2          # number of blocks (attention branch + feed-forward branch each)
-    n_heads: int = 4           # attention heads; must divide d_model
+    n_heads: int = 4           # query heads; must divide d_model
+    kv_heads: int = 0          # key/value heads (0: as many as n_heads; 1: multi-query; else grouped-query)
     d_ff: int = 256            # hidden width of the feed-forward branch
     dropout: float = 0.0       # on embeddings, attention weights and branch outputs
     norm: str = "layernorm"    # which normaliser (registry `norm`)
     norm_placement: str = "pre"  # where it sits around each branch (registry `norm_placement`)
     final_norm: bool = True    # a norm before the head, for placements that leave the stream unnormalised
     residual: str = "standard"   # how each branch meets the stream (registry `residual`)
+    attn_residual: str | None = None  # the attention branch's residual mode (None: `residual`)
+    ffn_residual: str | None = None   # the feed-forward branch's residual mode (None: `residual`)
+    residual_scale: float = 0.0  # `scaled` residual: the branch multiplier (0: depth-scaled, see residual/scaled.py)
+    zero_init_branches: bool = False  # every branch's output projection starts at zero
     attention: str = "softmax"   # token mixing (registry `attention`)
+    window: int = 16           # `local` attention: how many recent positions each query reads
+    n_features: int = 64       # `performer` attention: random features per head
     ffn: str = "mlp"           # per-token branch (registry `ffn`)
     position: str = "learned"  # positional information (registry `position`)
+    memory: str = "none"       # memory module (registry `memory`)
+    memory_size: int = 8       # memory tokens / slots / cached positions, depending on `memory`
+    segment_len: int = 0       # segment-wise processing for recurrent/xl/knn memory (0: whole sequence)
+    pool: str = "mean"         # how a per-sequence head reads the sequence: mean over positions or a class token
     tie_head: bool = False     # share the token embedding with a per-token output head
 
     def __post_init__(self):
-        for name in ("d_model", "n_layers", "n_heads", "d_ff"):
+        for name in ("d_model", "n_layers", "n_heads", "d_ff", "window", "n_features", "memory_size"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("kv_heads", "segment_len"):
+            _check_int(name, getattr(self, name), minimum=0)
+        for name in ("dropout", "residual_scale"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"model.{name} must be a number, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
-        for name in ("final_norm", "tie_head"):
+        if self.residual_scale < 0:
+            raise ConfigError(f"model.residual_scale must be >= 0 (0: depth-scaled), got {self.residual_scale!r}")
+        for name in ("final_norm", "tie_head", "zero_init_branches"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         for field, registry in REGISTRIES.items():
             registry.get(getattr(self, field))  # raises with the list of valid names
+        for name in ("attn_residual", "ffn_residual"):
+            if getattr(self, name) is not None:
+                RESIDUAL.get(getattr(self, name))
+        if self.pool not in POOLS:
+            raise ConfigError(f"unknown model.pool '{self.pool}'{closest(self.pool, POOLS)}; valid: {', '.join(POOLS)}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}: "
                               f"each head needs an equal share of the width")
+        if self.kv_heads and self.n_heads % self.kv_heads:
+            raise ConfigError(f"model.n_heads={self.n_heads} is not divisible by model.kv_heads={self.kv_heads}: "
+                              f"each key/value head serves an equal group of query heads")
+        provides = ATTENTION.get(self.attention).provides
+        for field, registry in (("position", POSITION), ("memory", MEMORY)):
+            missing = sorted(set(getattr(registry.get(getattr(self, field)), "needs", ())) - set(provides))
+            if missing:
+                raise ConfigError(f"model.{field}={getattr(self, field)} needs {', '.join(missing)} from the "
+                                  f"attention, which model.attention={self.attention} does not provide")
+        if getattr(MEMORY.get(self.memory), "segmented", False) and not self.segment_len:
+            raise ConfigError(f"model.memory={self.memory} carries state from one segment to the next and needs "
+                              f"model.segment_len > 0")
+
+    @property
+    def residuals(self) -> tuple[str, str]:
+        """The residual modes of the attention and the feed-forward branch."""
+        return self.attn_residual or self.residual, self.ffn_residual or self.residual
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
@@ -53,9 +95,16 @@ class ModelConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in known:
-                raise ConfigError(f"unknown model key 'model.{key}'{closest(key, known)}; "
+                hint = closest(key, known).replace("'", "'model.", 1)
+                raise ConfigError(f"unknown model key 'model.{key}'{hint}; "
                                   f"valid: {', '.join('model.' + k for k in known)}")
         return cls(**values)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"model.{name} must be {kind}, got {value!r}")

@@ -1,0 +1,108 @@
+"""What every attention variant shares: the projections, grouped key/value heads, positions and memory slots.
+
+A variant subclasses `MultiHeadAttention` and implements `mix(q, k, v, ...)`, the part that differs between
+papers. Queries have `n_heads` heads; keys and values have `kv_heads` heads, each shared by
+`n_heads // kv_heads` query heads: multi-query attention when `kv_heads=1` (Shazeer, 2019,
+https://arxiv.org/abs/1911.02150), grouped-query attention in between (Ainslie et al., 2023,
+https://arxiv.org/abs/2305.13245).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def visible(t_q: int, t_k: int, *, causal: bool, prefix: int = 0, window: int = 0, device=None):
+    """Boolean (t_q, t_k) mask, True where query i may read key j, or None when everything is visible.
+
+    The last `t_k - prefix` keys belong to the same positions as the queries; the first `prefix` keys are memory
+    slots that every query may read. `causal`: query i reads sequence key j only if j <= i. `window`: only the
+    `window` most recent sequence positions (itself included).
+    """
+    if not causal and not window:
+        return None
+    i = torch.arange(t_q, device=device)[:, None]
+    j = torch.arange(t_k, device=device)[None, :] - prefix  # sequence position of each key; < 0 for memory
+    allowed = torch.ones(t_q, t_k, dtype=torch.bool, device=device)
+    if causal:
+        allowed &= j <= i
+    if window:
+        allowed &= (i - j < window) & (j - i < window)
+    return allowed | (j < 0)
+
+
+class MultiHeadAttention(nn.Module):
+    """Projections and bookkeeping; `mix` is the variant."""
+
+    #: capabilities this variant offers to positions and memories (see models/components.py)
+    provides: frozenset = frozenset({"causal", "rotate", "score_bias", "prefix"})
+    #: whether the cost grows linearly with sequence length
+    linear_time: bool = False
+
+    def __init__(self, cfg, causal: bool):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.kv_heads = cfg.kv_heads or cfg.n_heads
+        self.head_dim = cfg.d_model // cfg.n_heads
+        self.causal = causal
+        self.dropout = cfg.dropout
+        kv_width = self.kv_heads * self.head_dim
+        self.qkv = nn.Linear(cfg.d_model, cfg.d_model + 2 * kv_width)
+        self.out_proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.split = (cfg.d_model, kv_width, kv_width)
+
+    def forward(self, x: torch.Tensor, position, prefix=None) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).split(self.split, dim=-1)
+        q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = position.rotate(q, k)
+        if self.kv_heads != self.n_heads:
+            k = k.repeat_interleave(self.n_heads // self.kv_heads, dim=1)
+            v = v.repeat_interleave(self.n_heads // self.kv_heads, dim=1)
+        n_prefix = 0
+        if prefix is not None:  # memory slots: (batch or 1, heads, slots, head_dim) keys and values
+            pk, pv = prefix
+            n_prefix = pk.shape[2]
+            k = torch.cat([pk.expand(b, -1, -1, -1), k], dim=2)
+            v = torch.cat([pv.expand(b, -1, -1, -1), v], dim=2)
+        bias = position.score_bias(t, t, x.device)
+        if bias is not None and n_prefix:  # memory slots carry no position: no bias towards them
+            bias = torch.cat([bias.new_zeros(*bias.shape[:-1], n_prefix), bias], dim=-1)
+        y = self.mix(q, k, v, bias=bias, n_prefix=n_prefix)
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def mix(self, q, k, v, *, bias, n_prefix: int) -> torch.Tensor:
+        """q (b, h, t, hd), k and v (b, h, n_prefix + t, hd) -> (b, h, t, hd)."""
+        raise NotImplementedError  # each registered variant implements its own mixing rule
+
+
+class ScoredAttention(MultiHeadAttention):
+    """Attention that forms the full score matrix and normalises it with `weights(scores, allowed)`.
+
+    For variants whose normaliser is not softmax (sigmoid, ReLU, cosine with temperature): they cannot use the
+    fused SDPA kernel, so the quadratic form is written out once here.
+    """
+
+    def scale(self) -> torch.Tensor | float:
+        return self.head_dim ** -0.5
+
+    def prepare(self, q, k):
+        return q, k
+
+    def weights(self, scores: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError  # each registered variant implements its own normaliser
+
+    def mix(self, q, k, v, *, bias, n_prefix):
+        q, k = self.prepare(q, k)
+        scores = (q @ k.transpose(-2, -1)) * self.scale()
+        if bias is not None:
+            scores = scores + bias
+        allowed = visible(q.shape[2], k.shape[2], causal=self.causal, prefix=n_prefix,
+                          window=getattr(self, "window", 0), device=q.device)
+        attn = self.weights(scores, allowed)
+        if self.training and self.dropout:
+            attn = nn.functional.dropout(attn, self.dropout)
+        return attn @ v

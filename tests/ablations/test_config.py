@@ -1,0 +1,165 @@
+"""ablations/config.py: composing conf/ with overrides, strict validation, the config hash; the shipped YAML."""
+
+import dataclasses
+import re
+
+import pytest
+from omegaconf import OmegaConf
+
+from ablations.config import (OptimConfig, RunConfig, TrainerConfig, compose_config, conf_dir,
+                              dedupe_overrides, group_options, to_run_config)
+from ablations.grid import Ablation
+from models import ModelConfig
+from models.components import RESIDUAL
+from models.errors import ConfigError
+from tasks import TASKS
+
+
+def run_config(overrides=()):
+    return to_run_config(compose_config(list(overrides)))
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return run_config()
+
+
+def yaml(path):
+    return OmegaConf.to_container(OmegaConf.load(path))
+
+
+# --- defaults -----------------------------------------------------------------------------------------------
+
+def test_defaults_compose(default_run):
+    assert isinstance(default_run, RunConfig)
+    assert isinstance(default_run.model, ModelConfig)
+    assert isinstance(default_run.optim, OptimConfig) and isinstance(default_run.trainer, TrainerConfig)
+    assert default_run.seed == 0
+    assert default_run.task["name"] == "copy"
+    baseline = yaml(conf_dir() / "model" / "baseline.yaml")
+    assert default_run.model == ModelConfig.from_dict(baseline)
+
+
+def test_group_options_come_from_the_yaml_files():
+    for group in ("model", "task", "trainer", "sweep", "ablation"):
+        assert group_options(group) == tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
+    assert set(group_options("task")) == {"copy", "digits"}
+
+
+# --- bad input: one line, naming the valid choices -----------------------------------------------------------
+
+BAD = {
+    "task=nope": ["unknown task 'nope'"] + [f"{name}" for name in TASKS.names()],
+    "model.atention=linear": ["model.atention", "did you mean 'model.attention'"],
+    "model.residual=nope": ["'nope'"] + RESIDUAL.names(),
+    "trainer.max_steps=0": ["trainer.max_steps", "positive"],
+    "optim.lr=abc": ["optim.lr", "number", "'abc'"],
+    "foo": ["malformed override 'foo'", "key=value"],
+    "+foo=1": ["'foo'", "model", "task", "trainer", "optim", "seed"],
+    "model.n_heads=3": ["model.n_heads=3", "model.d_model=64"],
+    "model.d_model=abc": ["model.d_model", "positive integer"],
+    "model=nope": ["unknown model 'nope'", "baseline"],
+    "seed=-1": ["seed", "non-negative"],
+    "task.lenght=4": ["task.lenght", "did you mean 'task.length'"],
+    "trainer.accelerator=tpu": ["trainer.accelerator", "cpu", "gpu"],
+    "optim.batch_size=2.5": ["optim.batch_size", "integer"],
+}
+
+
+@pytest.mark.parametrize("override", list(BAD))
+def test_bad_override_is_one_line_naming_valid_choices(override):
+    with pytest.raises(ConfigError) as info:
+        run_config([override])
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in BAD[override]:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_unknown_key_lists_the_section_keys():
+    with pytest.raises(ConfigError) as info:
+        run_config(["model.atention=linear"])
+    for field in dataclasses.fields(ModelConfig):
+        assert f"model.{field.name}" in str(info.value)
+
+
+def test_task_parameters_are_validated_after_the_task_is_chosen():
+    with pytest.raises(ConfigError, match="task.patch=3 must divide"):
+        run_config(["task=digits", "task.patch=3"])
+
+
+# --- values and precedence ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stem", group_options("task"))
+def test_a_task_brings_its_own_defaults(stem):
+    data = yaml(conf_dir() / "task" / f"{stem}.yaml")
+    run = run_config([f"task={stem}"])
+    assert run.task == data["task"]
+    for key, value in data.get("optim", {}).items():
+        assert getattr(run.optim, key) == value, f"optim.{key}"
+    for key, value in data.get("trainer", {}).items():
+        assert getattr(run.trainer, key) == value, f"trainer.{key}"
+
+
+def test_digits_picks_the_digits_budget():
+    run = run_config(["task=digits"])
+    assert run.task == {"name": "digits", "patch": 2}
+    data = yaml(conf_dir() / "task" / "digits.yaml")
+    assert run.optim == OptimConfig(**data["optim"])
+    assert run.trainer.max_steps == data["trainer"]["max_steps"]
+
+
+def test_command_line_overrides_win_over_the_task_defaults():
+    run = run_config(["task=digits", "optim.lr=0.25", "trainer.max_steps=7", "model.residual=none", "seed=3"])
+    assert run.optim.lr == 0.25 and run.trainer.max_steps == 7
+    assert run.model.residual == "none" and run.seed == 3
+    assert run.task["name"] == "digits"
+
+
+# --- the hash -----------------------------------------------------------------------------------------------
+
+def test_hash_is_stable_across_composes(default_run):
+    assert re.fullmatch(r"[0-9a-f]{12}", default_run.hash())
+    assert run_config().hash() == default_run.hash()
+    assert run_config(["model.d_model=64"]).hash() == default_run.hash()  # the same value
+
+
+@pytest.mark.parametrize("override", ["model.d_model=32", "seed=1", "optim.lr=0.01", "task.length=5",
+                                      "model.residual=none"])
+def test_hash_changes_with_any_value(default_run, override):
+    assert run_config([override]).hash() != default_run.hash()
+
+
+def test_dedupe_keeps_the_last_of_each_key_in_order():
+    assert dedupe_overrides(["model.d_model=8", "seed=1", "model.d_model=16", "task=copy"]) == \
+        ["seed=1", "model.d_model=16", "task=copy"]
+
+
+# --- the shipped YAML ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted((conf_dir() / "task").glob("*.yaml")), ids=lambda p: p.stem)
+def test_task_yaml_matches_its_task(path):
+    data = yaml(path)["task"]
+    name = data.pop("name")
+    assert name == path.stem
+    task_cls = TASKS.get(name)
+    assert set(data) == {f.name for f in dataclasses.fields(task_cls.Params)}
+    task_cls(**data)  # and the values are valid
+
+
+@pytest.mark.parametrize("path", sorted((conf_dir() / "model").glob("*.yaml")), ids=lambda p: p.stem)
+def test_model_yaml_sets_every_field(path):
+    data = yaml(path)
+    assert set(data) == {f.name for f in dataclasses.fields(ModelConfig)}
+    ModelConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("path", sorted((conf_dir() / "ablation").glob("*.yaml")), ids=lambda p: p.stem)
+def test_ablation_yaml_parses_and_each_variant_composes(path):
+    ablation = Ablation.from_dict(yaml(path))
+    assert ablation.name == path.stem
+    hashes = set()
+    for variant, overrides in ablation.variants.items():
+        run = run_config(list(overrides))
+        hashes.add(run.hash())
+    assert len(hashes) == len(ablation.variants), "two variants describe the same run"
