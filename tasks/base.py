@@ -110,3 +110,14 @@ def positive_int(task: str, **values) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"task.{key} of task {task} must be a positive integer, got {value!r}")
+
+
+def cache_dir() -> "Path":
+    """Where costly generated data are cached: `$ABLATE_CACHE`, else `results/cache` under the working directory.
+    Files in it are named by the task's parameters, so a changed parameter never reads a stale file."""
+    import os
+    from pathlib import Path
+
+    path = Path(os.environ.get("ABLATE_CACHE") or Path("results") / "cache")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

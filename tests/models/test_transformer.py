@@ -25,6 +25,25 @@ def tiny(**changes) -> ModelConfig:
     return dataclasses.replace(TINY, **changes)
 
 
+def configure(**changes) -> ModelConfig:
+    """TINY with `changes`, plus whatever else a variant needs to be valid (a segment length for a segmented
+    memory, an attention that provides what a position or memory needs); fails if nothing makes it valid."""
+    extras = [{}, {"segment_len": 4}]
+    if "attention" not in changes:
+        extras += [{"attention": a, **e} for a in ATTENTION.names() for e in ({}, {"segment_len": 4})]
+    errors = []
+    for extra in extras:
+        try:
+            return dataclasses.replace(TINY, **{**extra, **changes})
+        except (ConfigError, TypeError) as error:  # TypeError: a field this version does not have
+            errors.append(str(error))
+    pytest.fail(f"no valid configuration with {changes}: {errors[0]}")
+
+
+def mixes_tokens(cfg) -> bool:
+    return not getattr(ATTENTION.get(cfg.attention), "skip", False)
+
+
 def tokens(batch=3, time=8, seed=0):
     return torch.randint(0, VOCAB, (batch, time), generator=torch.Generator().manual_seed(seed))
 
@@ -122,10 +141,15 @@ def test_dropout_is_active_in_training_only():
 
 # --- causality ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("position", POSITION.names())
-@pytest.mark.parametrize("attention", ATTENTION.names())
-def test_causal_outputs_never_depend_on_later_tokens(attention, position):
-    model = token_model(tiny(attention=attention, position=position), causal=True)
+# Every variant of the components that touch token mixing, each varied on its own from the baseline.
+MIXING = [(field, name) for field in ("attention", "position", "memory") if field in REGISTRIES
+          for name in REGISTRIES[field].names()]
+MIXING_IDS = [f"{field}={name}" for field, name in MIXING]
+
+
+@pytest.mark.parametrize("field,name", MIXING, ids=MIXING_IDS)
+def test_causal_outputs_never_depend_on_later_tokens(field, name):
+    model = token_model(configure(**{field: name}), causal=True)
     x = tokens(batch=2, time=8)
     with torch.no_grad():
         base = model(x)
@@ -134,15 +158,14 @@ def test_causal_outputs_never_depend_on_later_tokens(attention, position):
             changed[:, t] = (changed[:, t] + 1) % VOCAB
             out = model(changed)
             torch.testing.assert_close(out[:, :t], base[:, :t], atol=1e-6, rtol=1e-5,
-                                       msg=f"position < {t} changed when token {t} changed")
+                                       msg=f"positions < {t} changed when token {t} changed")
             # ...while position t itself does see its own token (so the comparison above is not vacuous)
             assert (out[:, t] - base[:, t]).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("position", POSITION.names())
-@pytest.mark.parametrize("attention", ATTENTION.names())
-def test_causal_prefix_gives_the_same_outputs(attention, position):
-    model = token_model(tiny(attention=attention, position=position), causal=True)
+@pytest.mark.parametrize("field,name", MIXING, ids=MIXING_IDS)
+def test_causal_prefix_gives_the_same_outputs(field, name):
+    model = token_model(configure(**{field: name}), causal=True)
     x = tokens(batch=2, time=8)
     with torch.no_grad():
         full = model(x)
@@ -150,16 +173,30 @@ def test_causal_prefix_gives_the_same_outputs(attention, position):
             torch.testing.assert_close(model(x[:, :t]), full[:, :t], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("position", POSITION.names())
-@pytest.mark.parametrize("attention", ATTENTION.names())
-def test_bidirectional_outputs_depend_on_later_tokens(attention, position):
-    model = token_model(tiny(attention=attention, position=position), causal=False)
+@pytest.mark.parametrize("field,name", MIXING, ids=MIXING_IDS)
+def test_bidirectional_outputs_depend_on_later_tokens(field, name):
+    cfg = configure(**{field: name})
+    if not mixes_tokens(cfg):
+        pytest.skip(f"attention {cfg.attention} mixes no tokens")
+    model = token_model(cfg, causal=False)
     x = tokens(batch=2, time=8)
     changed = x.clone()
     changed[:, -1] = (changed[:, -1] + 1) % VOCAB
     with torch.no_grad():
         diff = (model(changed)[:, 0] - model(x)[:, 0]).abs().max()
     assert diff > 1e-4
+
+
+def test_no_token_mixing_without_attention():
+    if "none" not in ATTENTION or not getattr(ATTENTION.get("none"), "skip", False):
+        pytest.skip("no attention=none variant")
+    model = token_model(tiny(attention="none"), causal=False)
+    assert all(block.attn is None for block in model.blocks)
+    x = tokens(batch=2, time=8)
+    changed = x.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % VOCAB
+    with torch.no_grad():
+        torch.testing.assert_close(model(changed)[:, :-1], model(x)[:, :-1], atol=0, rtol=0)
 
 
 # --- residual modes -----------------------------------------------------------------------------------------
@@ -293,9 +330,9 @@ def test_pre_norm_normalises_only_the_branch_input(layer):
 def test_final_norm(norm, placement, final_norm, present):
     model = token_model(tiny(norm=norm, norm_placement=placement, final_norm=final_norm))
     if present:
-        assert isinstance(model.final_norm, NORM.get(norm))
+        assert type(model.final_norm) is NORM.get(norm)
     else:
-        assert isinstance(model.final_norm, nn.Identity)
+        assert type(model.final_norm) is nn.Identity
 
 
 def test_final_norm_is_applied_before_the_head():
@@ -319,7 +356,7 @@ ALL_VARIANTS = [(field, name) for field, registry in sorted(REGISTRIES.items()) 
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
 @pytest.mark.parametrize("field,name", ALL_VARIANTS, ids=[f"{f}={n}" for f, n in ALL_VARIANTS])
 def test_every_component_trains(field, name, causal):
-    model = token_model(tiny(**{field: name}), causal=causal).train()
+    model = token_model(configure(**{field: name}), causal=causal).train()
     x, y = tokens(batch=4, time=8, seed=1), tokens(batch=4, time=8, seed=2)
     logits = model(x)
     assert logits.shape == (4, 8, VOCAB)
@@ -341,7 +378,7 @@ def test_every_component_trains(field, name, causal):
 @pytest.mark.parametrize("field,name", ALL_VARIANTS, ids=[f"{f}={n}" for f, n in ALL_VARIANTS])
 def test_every_component_with_continuous_input(field, name):
     torch.manual_seed(0)
-    model = build_model(tiny(**{field: name}), input_dim=4, out_dim=10, causal=False, head="mean", max_len=16)
+    model = build_model(configure(**{field: name}), input_dim=4, out_dim=10, causal=False, head="mean", max_len=16)
     out = model(torch.randn(2, 16, 4))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
 
