@@ -99,7 +99,7 @@ class ScoredAttention(MultiHeadAttention):
         q, k = self.prepare(q, k)
         scores = (q @ k.transpose(-2, -1)) * self.scale()
         if bias is not None:
-            scores = scores + bias
+            scores = scores + bias.to(scores.dtype)
         allowed = visible(q.shape[2], k.shape[2], causal=self.causal, prefix=n_prefix,
                           window=getattr(self, "window", 0), device=q.device)
         attn = self.weights(scores, allowed)
