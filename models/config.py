@@ -80,6 +80,9 @@ class ModelConfig:
             if missing:
                 raise ConfigError(f"model.{field}={getattr(self, field)} needs {', '.join(missing)} from the "
                                   f"attention, which model.attention={self.attention} does not provide")
+        if self.memory != "none" and getattr(ATTENTION.get(self.attention), "skip", False):
+            raise ConfigError(f"model.memory={self.memory} is read through attention, and "
+                              f"model.attention={self.attention} mixes no tokens")
         if getattr(MEMORY.get(self.memory), "segmented", False) and not self.segment_len:
             raise ConfigError(f"model.memory={self.memory} carries state from one segment to the next and needs "
                               f"model.segment_len > 0")

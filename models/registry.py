@@ -44,6 +44,8 @@ class Registry(Generic[T]):
         return decorate
 
     def get(self, name: str) -> T:
+        if not isinstance(name, str):
+            raise ConfigError(f"{self.kind} must be a name, got {name!r}; valid: {', '.join(self.names())}")
         try:
             return self._entries[name]
         except KeyError:

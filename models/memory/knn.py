@@ -52,7 +52,7 @@ class KNNMemory(nn.Module):
     def forward(self, h, run_blocks):
         memory: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> keys, values (b, kv_heads, n, hd)
         projected: dict[int, torch.Tensor] = {}  # layer -> this segment's fused q/k/v projection
-        handles = []
+        handles, hooked = [], set()
 
         def record(i):
             def hook(_module, _args, output):
@@ -89,7 +89,6 @@ class KNNMemory(nn.Module):
                 handles.append(block.attn.out_proj.register_forward_pre_hook(mix(i, block.attn)))
             return None
 
-        hooked: set[int] = set()
         try:
             return torch.cat([run_blocks(segment, prefix_fn) for segment in h.split(self.segment_len, dim=1)], dim=1)
         finally:

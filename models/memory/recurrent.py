@@ -14,7 +14,8 @@ follows the model's causality; earlier segments are always in the past, so no ou
 
 Limitations: the state is reset at every forward call (no memory across batches); memory tokens carry no
 position, and a position variant that rotates or biases inside attention restarts at every segment and counts
-the read tokens as the first positions.
+the read tokens as the first positions; with a windowed attention (`local`) narrower than the segment plus the
+memory, late positions cannot reach the read tokens and the write tokens see only the end of the segment.
 """
 import torch
 from torch import nn

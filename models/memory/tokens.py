@@ -11,7 +11,8 @@ also read the whole sequence.
 
 Limitations: the memory tokens carry no position of their own (the input positions are added before the memory
 runs); a position variant that rotates queries/keys or biases scores inside attention sees a sequence that is
-`memory_size` longer, with the memory tokens at its first positions.
+`memory_size` longer, with the memory tokens at its first positions; and a windowed attention (`local`) lets
+only the first positions of a long sequence reach them.
 """
 import torch
 from torch import nn

@@ -17,6 +17,7 @@ Limitations:
   whole input before segmentation, so cached states keep their true positions; but queries and keys rotated
   inside attention (rope-like variants) restart at position 0 in every segment, and cached keys are not
   rotated at all, nor do they receive a score bias: the cache is position-free for such variants.
+- The cached positions are always visible: a windowed attention (`local`) limits only the segment's own keys.
 - The cache is reset at every forward call (no memory across batches), and cached keys/values get no gradient
   with respect to the states that produced them (the projection weights still get one).
 """

@@ -13,7 +13,10 @@ from tasks import TASKS
 
 BAD_INPUT = [
     (["train", "task=nope"], ["unknown task 'nope'", "copy", "digits"]),
-    (["train", "model.residual=nope"], ["unknown residual 'nope'", "none", "standard"]),
+    (["train", "model.residual=nope"], ["unknown residual 'nope'", "none", "standard", "rezero"]),
+    (["train", "model.attention=none", "model.position=rope"], ["model.position=rope", "model.attention=none"]),
+    (["train", "model.memory=recurrent"], ["model.memory=recurrent", "model.segment_len"]),
+    (["train", "model.n_heads=4", "model.kv_heads=3"], ["model.kv_heads=3"]),
     (["train", "model.atention=linear"], ["unknown config key 'model.atention'", "model.attention"]),
     (["train", "model.n_heads=3"], ["model.d_model=64", "model.n_heads=3"]),
     (["train", "model.d_model=-8"], ["model.d_model must be a positive integer"]),
@@ -55,7 +58,7 @@ def test_console_script_exit_status_and_no_traceback(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0
-    assert "valid: none, standard" in done.stderr
+    assert "valid: gated, none, rezero, scaled, standard" in done.stderr
 
 
 def test_list_shows_every_registered_name(capsys):

@@ -123,11 +123,6 @@ def test_the_default_of_every_component_is_registered(field):
     assert getattr(ModelConfig(), field) in REGISTRIES[field]
 
 
-# --- known source bugs (strict xfail: they start failing once the bug is fixed; then drop the marker) ---------
-
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="source bug: Registry.get hashes the value, so a list/dict name raises TypeError "
-                          "('unhashable type') instead of a one-line ConfigError")
 @pytest.mark.parametrize("value", [["softmax"], {"a": 1}], ids=["list", "dict"])
 def test_unhashable_component_name_is_a_config_error(value):
     with pytest.raises(ConfigError, match="attention"):
