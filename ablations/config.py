@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -61,6 +62,8 @@ def _check_number(section: str, name: str, value, *, minimum=0.0, positive=False
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"{section}.{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{section}.{name} must be a finite number, got {value!r}")
     if (positive and value <= 0) or value < minimum:
         raise ConfigError(f"{section}.{name} must be {'positive' if positive else f'>= {minimum}'}, got {value!r}")
 
@@ -94,6 +97,9 @@ class TrainerConfig:
         for name in ("max_steps", "val_every", "log_every", "devices", "eval_batch_size"):
             _check_number("trainer", name, getattr(self, name), positive=True, integer=True)
         _check_number("trainer", "divergence_factor", self.divergence_factor, positive=True)
+        precisions = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+        if self.precision not in precisions:
+            raise ConfigError(f"unknown trainer.precision '{self.precision}'; valid: {', '.join(precisions)}")
         accelerators = ("auto", "cpu", "gpu", "cuda", "mps")
         if self.accelerator not in accelerators:
             raise ConfigError(f"unknown trainer.accelerator '{self.accelerator}'; valid: {', '.join(accelerators)}")
@@ -147,7 +153,9 @@ def _check_overrides(overrides: list[str]) -> None:
         key = o.key_or_group
         if key in GROUPS:
             value = o.value()
-            if not isinstance(value, str) or value not in group_options(key):
+            if not isinstance(value, str):
+                raise ConfigError(f"{key} takes one name, got '{o.input_line}'; valid: {', '.join(group_options(key))}")
+            if value not in group_options(key):
                 raise ConfigError(f"unknown {key} '{value}'{closest(str(value), group_options(key))}; "
                                   f"valid: {', '.join(group_options(key))}")
     base = _compose(group_choices)

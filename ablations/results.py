@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -64,8 +65,12 @@ def read_runs(directory: Path) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
     try:
-        frame = pd.read_csv(path, keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        # index_col=False and ParserWarning as an error: a row with extra fields is corruption, not an index
+        # or a truncation; only empty fields are missing values, so a variant called "NA" stays a string.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ConfigError(f"corrupted results file {path}: {str(error).splitlines()[0]}") from None
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:

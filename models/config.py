@@ -9,6 +9,7 @@ line before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from models.components import ATTENTION, MEMORY, POSITION, REGISTRIES, RESIDUAL
@@ -52,8 +53,8 @@ class ModelConfig:
             _check_int(name, getattr(self, name), minimum=0)
         for name in ("dropout", "residual_scale"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"model.{name} must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"model.{name} must be a finite number, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
         if self.residual_scale < 0:

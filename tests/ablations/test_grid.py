@@ -99,10 +99,7 @@ def test_a_single_variant_ablation():
     assert ablation.cells() == [Cell("base", "copy", 0, ())]
 
 
-# --- known source bugs (strict xfail: they start failing once the bug is fixed; then drop the marker) ---------
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="source bug: a missing required key (name, baseline, tasks, seeds) raises a bare KeyError")
 @pytest.mark.parametrize("key", ["name", "baseline", "tasks", "seeds"])
 def test_a_missing_key_is_a_config_error(key):
     data = spec()
@@ -111,8 +108,6 @@ def test_a_missing_key_is_a_config_error(key):
         Ablation.from_dict(data)
 
 
-@pytest.mark.xfail(strict=True, reason="source bug: a variant whose overrides are a string instead of a list "
-                   "is split into one-character 'overrides' by tuple(v)")
 def test_a_variant_given_as_a_string_is_not_split_into_characters():
     try:
         ablation = Ablation.from_dict(spec(variants={"base": [], "post": "model.norm_placement=post"}))
@@ -121,8 +116,6 @@ def test_a_variant_given_as_a_string_is_not_split_into_characters():
     assert ablation.variants["post"] == ("model.norm_placement=post",)
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, AttributeError),
-                   reason="source bug: scalar seeds or a list of variants raise TypeError/AttributeError")
 @pytest.mark.parametrize("changes", [dict(seeds=0), dict(variants=["base", "post"])], ids=["seeds", "variants"])
 def test_wrongly_shaped_values_are_config_errors(changes):
     with pytest.raises(ConfigError):

@@ -114,8 +114,6 @@ def test_concurrent_appends_lose_no_rows(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, reason="source bug: pandas takes the extra leading fields of a first data row as "
-                   "an index, so read_runs returns a shifted row instead of reporting the corruption")
 def test_a_first_row_with_too_many_fields_is_reported(tmp_path):
     (tmp_path / "runs.csv").write_text(",".join(COLUMNS) + "\n" + ",".join(["x"] * (len(COLUMNS) + 3)) + "\n")
     with pytest.raises(ConfigError, match="corrupted"):

@@ -156,3 +156,9 @@ def test_a_segmented_memory_needs_a_segment_length(monkeypatch):
     with pytest.raises(ConfigError, match="model.segment_len"):
         ModelConfig(memory="segmented_test")
     assert ModelConfig(memory="segmented_test", segment_len=4).segment_len == 4
+
+
+@pytest.mark.skipif("residual_scale" not in FIELDS, reason="no residual_scale option")
+def test_nan_residual_scale_is_rejected():
+    with pytest.raises(ConfigError, match="model.residual_scale"):
+        ModelConfig(residual_scale=float("nan"))
