@@ -54,10 +54,10 @@ def cmd_train(args) -> int:
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
-    from ablations.config import compose_config, dedupe_overrides, override_key, to_run_config
+    from ablations.config import compose_config, config_hash, dedupe_overrides, override_key, to_run_config
     from ablations.grid import Ablation
     from ablations.report import write_report
-    from ablations.results import append_run, read_runs
+    from ablations.results import append_run, read_runs, write_manifest
     from ablations.run import train
 
     cfg = compose_config(args.overrides)
@@ -88,6 +88,8 @@ def cmd_run(args) -> int:
         print(f"resuming {out}: {len(planned) - len(todo)} of {len(planned)} runs already done", file=sys.stderr)
 
     command = _command_line(["run", *args.overrides])
+    write_manifest(out, ablation=ablation, command=command, overrides=args.overrides,
+                   config_hash=config_hash(cfg))
     bar = tqdm(total=len(todo), unit="run", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     for index, (cell, run_cfg) in enumerate(todo, 1):
         label = f"{cell.variant} x {cell.task} (seed {cell.seed})"

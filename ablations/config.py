@@ -209,6 +209,12 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
                      trainer=_strict(TrainerConfig, "trainer", data["trainer"]), seed=seed)
 
 
+def config_hash(cfg: DictConfig) -> str:
+    """A short hash of a whole composed config (for manifests: which configuration produced a directory)."""
+    blob = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
 def dedupe_overrides(overrides: list[str]) -> list[str]:
     """Keep the last override of each key, in order (later sources win)."""
     last: dict[str, str] = {}

@@ -27,6 +27,14 @@ def batch_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Ten
     return loss_sum, correct, scored.sum()
 
 
+def metrics_from_totals(loss_sum, correct, count) -> dict:
+    """Every metric a task may name, from summed loss, correct predictions and scored positions.
+    `bits_per_char` is the mean cross-entropy in bits (for language modelling)."""
+    count = max(float(count), 1.0)
+    loss = float(loss_sum) / count
+    return {"loss": loss, "accuracy": float(correct) / count, "bits_per_char": loss / math.log(2)}
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches, device) -> dict[str, float]:
     """Exact loss and accuracy over every batch (eval mode restored to the caller's mode afterwards)."""
@@ -37,8 +45,7 @@ def evaluate(model: torch.nn.Module, batches, device) -> dict[str, float]:
         inputs, targets = inputs.to(device), targets.to(device)
         totals += torch.stack([s.double() for s in batch_scores(model(inputs), targets)])
     model.train(was_training)
-    loss_sum, correct, count = totals.tolist()
-    return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
+    return metrics_from_totals(*totals.tolist())
 
 
 class AblationModule(pl.LightningModule):
@@ -80,10 +87,10 @@ class AblationModule(pl.LightningModule):
         self._val_totals.append(torch.stack([s.double() for s in batch_scores(self.model(inputs), targets)]))
 
     def on_validation_epoch_end(self):
-        loss_sum, correct, count = torch.stack(self._val_totals).sum(0)
+        totals = torch.stack(self._val_totals).sum(0).tolist()  # one host sync per validation
         self._val_totals.clear()
-        self.log("val/loss", loss_sum / count.clamp_min(1))
-        self.log("val/accuracy", correct / count.clamp_min(1))
+        for name, value in metrics_from_totals(*totals).items():
+            self.log(f"val/{name}", value)
 
     def configure_optimizers(self):
         # Decay matrices only (not biases, norm gains or gates), as in GPT-2 / nanoGPT.

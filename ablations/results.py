@@ -20,8 +20,10 @@ import pandas as pd
 
 from models.errors import ConfigError
 
-#: Columns of runs.csv, in order. `score` is the task's metric on the test split.
-COLUMNS = ["ablation", "variant", "task", "seed", "status", "metric", "score", "val_score", "test_loss",
+#: Columns of runs.csv, in order. `score` is the task's metric on the test split; `chance` is the metric of
+#: uniform guessing, so that scores of different tasks can be normalised (chance 0, baseline 1).
+COLUMNS = ["ablation", "variant", "task", "seed", "status", "metric", "higher_is_better", "chance", "score",
+           "val_score", "test_loss",
            "steps", "diverged_step", "wall_seconds", "n_params", "tokens_per_second", "config_hash",
            "run_dir", "error"]
 STATUSES = ("ok", "diverged", "pruned", "failed")
@@ -88,3 +90,48 @@ def append_run(directory: Path, row: dict) -> None:
         buffer = io.StringIO()
         frame.to_csv(buffer, index=False)
         write_text_atomic(directory / "runs.csv", buffer.getvalue())
+
+
+def hardware() -> dict:
+    """What the runs ran on, for reports."""
+    import platform
+
+    import torch
+
+    info = {"machine": platform.machine(), "system": platform.system(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": None}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        info["processor"] = names[0] if names else info["processor"]
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_manifest(directory: Path, *, ablation, command: str, overrides: list[str], config_hash: str) -> None:
+    """`manifest.json`: how a results directory was produced (read by the report). Rewritten by each
+    `ablate run` into the directory; earlier commands are kept in `history`."""
+    import dataclasses
+    import datetime
+    import platform
+
+    import torch
+
+    from ablations import __version__
+
+    path = Path(directory) / "manifest.json"
+    history = []
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text())
+            history = previous.get("history", []) + [{k: previous.get(k) for k in ("command", "created")}]
+        except (json.JSONDecodeError, OSError):
+            history = []
+    write_json_atomic(path, {
+        "ablation": dataclasses.asdict(ablation), "command": command, "overrides": list(overrides),
+        "config_hash": config_hash, "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "versions": {"suite": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "hardware": hardware(), "history": history,
+    })

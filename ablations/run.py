@@ -90,14 +90,15 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "") ->
     seq_len = data.split("train").inputs.shape[1]
     row = {
         "ablation": ablation, "variant": variant, "task": task.name, "seed": cfg.seed, "status": status,
-        "metric": task.metric, "score": metrics.get(task.metric), "val_score": val.get(f"val/{task.metric}"),
+        "metric": task.metric, "higher_is_better": task.higher_is_better, "chance": task.chance,
+        "score": metrics.get(task.metric), "val_score": val.get(f"val/{task.metric}"),
         "test_loss": metrics.get("loss"), "steps": steps, "diverged_step": module.diverged_step,
         "wall_seconds": round(wall, 3), "n_params": n_params,
         "tokens_per_second": round(steps * cfg.optim.batch_size * seq_len / wall, 1) if wall > 0 else None,
         "config_hash": cfg.hash(), "run_dir": str(run_dir), "error": error,
     }
     result = dict(row, config=cfg.to_dict(), last_finite_train_loss=module.last_finite_loss,
-                  chance=task.chance, solved_at=task.solved_at, higher_is_better=task.higher_is_better,
+                  solved_at=task.solved_at, test_metrics=metrics,
                   accelerator=accelerator, precision=precision,
                   versions={"suite": __version__, "torch": torch.__version__, "lightning": pl.__version__,
                             "python": platform.python_version()})
