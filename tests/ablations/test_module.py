@@ -109,7 +109,7 @@ def test_evaluate_does_not_track_gradients():
 
 def test_evaluate_with_nothing_scored():
     metrics = evaluate(Echo(), [(INPUTS, torch.full_like(TARGETS, IGNORE))], "cpu")
-    assert metrics == {"loss": 0.0, "accuracy": 0.0}
+    assert metrics == {"loss": 0.0, "accuracy": 0.0, "bits_per_char": 0.0}
 
 
 # --- divergence ---------------------------------------------------------------------------------------------
