@@ -2,6 +2,7 @@
 
     ablate train [OVERRIDES]     one run, e.g. `ablate train task=copy model.residual=none`
     ablate run [OVERRIDES]       an ablation grid (default: conf/ablation/default.yaml) and its report
+    ablate worker DIR            join the tuned sweep of a results directory (another process or machine)
     ablate list                  every registered component, task, ablation and sweep profile
 
 Overrides use Hydra's grammar (`key=value`). Bad input is one line on stderr and exit status 2; `--debug`
@@ -52,28 +53,49 @@ def cmd_train(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from tqdm import tqdm
+    from omegaconf import OmegaConf
 
-    from ablations.config import compose_config, config_hash, dedupe_overrides, override_key, to_run_config
+    from ablations.config import compose_config, config_hash, override_key
     from ablations.grid import Ablation
-    from ablations.report import write_report
-    from ablations.results import append_run, read_runs, write_manifest
-    from ablations.run import train
+    from ablations.results import write_manifest
+    from ablations.sweep import SweepConfig, redact
 
     cfg = compose_config(args.overrides)
-    ablation = Ablation.from_dict(dict(cfg.ablation))
+    ablation = Ablation.from_dict(OmegaConf.to_container(cfg.ablation, resolve=True))
+    sweep = SweepConfig.from_dict(OmegaConf.to_container(cfg.sweep, resolve=True))
     keys = {override_key(o) for o in args.overrides}
     tasks = (cfg.task.name,) if "task" in keys else None
     seeds = (cfg.seed,) if "seed" in keys else None
     out = Path(cfg.out) if cfg.out else Path("results") / ablation.name
-    cells = ablation.cells(tasks, seeds)
+    command = _command_line(["run", *[redact(o) for o in args.overrides]])
+    runner = _run_sweep if sweep.tunes else _run_grid
+    # The runner validates every cell before any work and calls `started` only then (bad input writes nothing).
+    started = lambda: write_manifest(out, ablation=ablation, command=command,  # noqa: E731
+                                     overrides=[redact(o) for o in args.overrides], config_hash=config_hash(cfg))
+    runner(args, out, ablation, sweep, tasks, seeds, started)
+    print(_report(out, ablation, command))
+    return 0
 
-    # Compose and validate every cell before any work, so that bad input writes nothing.
+
+def _report(out: Path, ablation, command: str) -> Path:
+    from ablations.report import write_report
+
+    return write_report(out, ablation=ablation.name, description=ablation.description,
+                        baseline=ablation.baseline, command=command)
+
+
+def _run_grid(args, out, ablation, sweep, tasks, seeds, started) -> None:
+    """sweep=none: every cell once per seed with the task's default hyper-parameters; resumes from runs.csv."""
+    from tqdm import tqdm
+
+    from ablations.config import compose_config, dedupe_overrides, to_run_config
+    from ablations.results import append_run, read_runs
+    from ablations.run import train
+
     planned = []
-    for cell in cells:
+    for cell in ablation.cells(tasks, seeds):
         overrides = dedupe_overrides([*args.overrides, f"task={cell.task}", f"seed={cell.seed}", *cell.overrides])
         planned.append((cell, to_run_config(compose_config(overrides))))
-
     done = read_runs(out)
     todo = []
     for cell, run_cfg in planned:
@@ -86,10 +108,7 @@ def cmd_run(args) -> int:
                               f"or remove that directory")
     if not args.quiet and len(todo) < len(planned):
         print(f"resuming {out}: {len(planned) - len(todo)} of {len(planned)} runs already done", file=sys.stderr)
-
-    command = _command_line(["run", *args.overrides])
-    write_manifest(out, ablation=ablation, command=command, overrides=args.overrides,
-                   config_hash=config_hash(cfg))
+    started()
     bar = tqdm(total=len(todo), unit="run", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     for index, (cell, run_cfg) in enumerate(todo, 1):
         label = f"{cell.variant} x {cell.task} (seed {cell.seed})"
@@ -101,9 +120,81 @@ def cmd_run(args) -> int:
         if not args.quiet:
             bar.write(_summary(index, len(todo), label, row), file=sys.stderr)
     bar.close()
-    report = write_report(out, ablation=ablation.name, description=ablation.description,
-                          baseline=ablation.baseline, command=command)
-    print(report)
+
+
+def _run_sweep(args, out, ablation, sweep, tasks, seeds, started, *, wait: bool = True) -> bool:
+    """A tuned sweep through the study storage (see ablations/sweep.py); returns whether it is finished."""
+    from tqdm import tqdm
+
+    from ablations.sweep import Worker, plan_cells, start_local_workers
+
+    plans = plan_cells(ablation, args.overrides, tasks)
+    worker = Worker(out, ablation, plans, sweep, list(seeds or range(sweep.seeds)))
+    done, total = worker.units()
+    if not args.quiet and done:
+        print(f"resuming {out}: {done} of {total} units (tuning trials and final runs) already done",
+              file=sys.stderr)
+    started()
+    bar = tqdm(total=total, initial=done, unit="unit", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def on_done(label, row):
+        bar.n = worker.units()[0]
+        bar.refresh()
+        if not args.quiet:
+            bar.write(_summary(bar.n, total, label, row), file=sys.stderr)
+
+    worker.on_done = on_done
+    processes = start_local_workers(worker, sweep.workers - 1) if sweep.workers > 1 else []
+    try:
+        worker.run(wait=wait)
+    finally:
+        for process in processes:
+            process.join()
+    bar.n = worker.units()[0]
+    bar.close()
+    worker.export()
+    return worker.finished()
+
+
+def cmd_worker(args) -> int:
+    """Join the sweep of an existing results directory (from another process or machine)."""
+    import json
+    import os
+
+    from ablations.config import compose_config, dedupe_overrides, override_key
+    from ablations.grid import Ablation
+    from ablations.sweep import SweepConfig
+
+    manifest_path = Path(args.directory) / "manifest.json"
+    if not manifest_path.exists():
+        raise ConfigError(f"{args.directory} has no manifest.json: start the sweep with `ablate run ... "
+                          f"sweep=quick out={args.directory}` first")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"corrupted {manifest_path}: {error}") from None
+    overrides = list(manifest["overrides"])
+    storage = args.storage or os.environ.get("ABLATE_STORAGE")
+    if storage:
+        overrides.append(f"sweep.storage={storage}")
+    elif any("***@" in o for o in overrides):
+        raise ConfigError("the sweep's storage URL has a password, which is never stored: pass it with "
+                          "--storage URL or the ABLATE_STORAGE environment variable")
+    overrides = dedupe_overrides([*overrides, f"out={args.directory}"])
+    cfg = compose_config(overrides)
+    ablation = Ablation.from_dict(manifest["ablation"])
+    sweep = SweepConfig.from_dict(dict(compose_config(overrides).sweep))
+    if not sweep.tunes:
+        raise ConfigError(f"{args.directory} is not a tuned sweep (sweep={sweep.name}); workers join sweeps only")
+    keys = {override_key(o) for o in overrides}
+    tasks = (cfg.task.name,) if "task" in keys else None
+    seeds = (cfg.seed,) if "seed" in keys else None
+    args.overrides, out = overrides, Path(args.directory)
+    finished = _run_sweep(args, out, ablation, sweep, tasks, seeds, lambda: None, wait=False)
+    if finished:
+        print(_report(out, ablation, manifest["command"]))
+    elif not args.quiet:
+        print(f"no work left to claim in {out}; other workers are finishing the rest", file=sys.stderr)
     return 0
 
 
@@ -141,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the output path")
         p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
         p.set_defaults(func=func)
+    p = sub.add_parser("worker", help="join the tuned sweep of a results directory",
+                       description="Join the sweep of an existing results directory: claim tuning trials and "
+                                   "final runs from its study storage until none is left.")
+    p.add_argument("directory", help="the results directory of a sweep started by `ablate run ... sweep=...`")
+    p.add_argument("--storage", help="the storage URL, when it has a password (else ABLATE_STORAGE)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the output path")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("list", help="list components, tasks, ablations and sweep profiles")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=cmd_list)

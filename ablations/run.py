@@ -17,6 +17,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import CSVLogger
+from optuna.exceptions import TrialPruned
 
 from ablations import __version__
 from ablations.config import RunConfig
@@ -55,10 +56,13 @@ def build(cfg: RunConfig):
     return task, model
 
 
-def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "") -> dict:
-    """Train and test one configuration; write `result.json` in `run_dir`; return the result row."""
+def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", callbacks=()) -> dict:
+    """Train and test one configuration; write `result.json` in `run_dir`; return the result row.
+    `callbacks` are extra Lightning callbacks (a sweep's pruning callback); one that raises
+    `optuna.TrialPruned` ends the run with status `pruned`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.csv").unlink(missing_ok=True)  # a rerun must not append to an earlier run's log
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     task, model = build(cfg)
     n_params = sum(p.numel() for p in model.parameters())
@@ -71,16 +75,19 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "") ->
         precision=precision, logger=CSVLogger(str(run_dir), name="", version=""),
         val_check_interval=cfg.trainer.val_every, check_val_every_n_epoch=None,
         log_every_n_steps=cfg.trainer.log_every, num_sanity_val_steps=0, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, deterministic=not torch.cuda.is_available())
+        enable_model_summary=False, enable_checkpointing=False, deterministic=not torch.cuda.is_available(),
+        callbacks=list(callbacks))
     status, error, metrics = "ok", "", {}
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data)
+    except TrialPruned as exc:
+        status, error = "pruned", str(exc)
     except Exception as exc:  # a crash inside training is a result, with its message kept
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         (run_dir / "error.txt").write_text(traceback.format_exc())
     wall = time.perf_counter() - start
-    if module.diverged_step is not None:
+    if module.diverged_step is not None and status == "ok":
         status = "diverged"
     steps = trainer.global_step
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}

@@ -1,0 +1,497 @@
+"""Fair sweeps: the same tuning budget for every variant, then the best parameters re-run with K seeds.
+
+Optuna is driven directly from Python (ask/tell), so the trial object is inside the run and prunes it from the
+validation metrics. The study storage is the only coordination between workers, so any number of processes on
+any number of machines (`ablate run`, `sweep.workers=N`, `ablate worker DIR`) share one sweep and together do
+exactly the budgeted work:
+
+- A unit of work is claimed by asking the storage for a trial. Trial numbers are assigned atomically, so the
+  claim rule "trial n runs only if fewer than `budget` trials numbered below n count" admits exactly `budget`
+  trials however many workers ask at once; a surplus trial is closed at once (marked `surplus`) and ignored.
+- A trial counts when it finished (complete, pruned, diverged, failed) or is running and alive. A running trial
+  whose process is gone (same host, dead pid) or whose heartbeat is older than `sweep.grace_seconds` is marked
+  `stale`, stops counting, and its unit is claimed again: a killed sweep loses nothing and repeats nothing
+  that finished.
+- Tuning trials of one cell live in one study named `<ablation>.<variant>.<task>.<config hash>`; each final
+  seeded run is the single trial of its own study `<...>.final.s<seed>` (budget 1), so it too runs exactly once.
+
+`trials.csv` and `runs.csv` are exported from the storage at the end, so they always agree with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import multiprocessing
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from ablations.config import RunConfig, compose_config, dedupe_overrides, to_run_config
+from ablations.grid import Ablation
+from ablations.results import COLUMNS, append_run, write_text_atomic
+from models.errors import ConfigError
+from models.registry import closest
+from tasks import TASKS
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: The searchable hyper-parameters and what they set.
+SPACE_KEYS = ("lr", "warmup_frac", "weight_decay")
+TRIAL_COLUMNS = ["ablation", "variant", "task", "trial", "status", "lr", "warmup_frac", "weight_decay",
+                 "val_score", "steps", "wall_seconds", "seed", "run_dir", "error", "study"]
+TRIAL_SEED_OFFSET = 1000  # tuning trials use seeds 1000 + trial number, never the seeds reported
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    trials: int
+    seeds: int
+    space: dict
+    pruner: str
+    pruner_startup_trials: int
+    sampler_seed: int
+    storage: str | None
+    workers: int
+    grace_seconds: float
+
+    def __post_init__(self):
+        for key in ("trials", "seeds", "pruner_startup_trials", "sampler_seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"sweep.{key} must be a non-negative integer, got {value!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"sweep.workers must be a positive integer, got {self.workers!r}")
+        if not isinstance(self.grace_seconds, (int, float)) or not self.grace_seconds > 0:
+            raise ConfigError(f"sweep.grace_seconds must be positive, got {self.grace_seconds!r}")
+        if self.pruner not in ("none", "median"):
+            raise ConfigError(f"unknown sweep.pruner '{self.pruner}'; valid: median, none")
+        for key, bounds in self.space.items():
+            if key not in SPACE_KEYS:
+                raise ConfigError(f"unknown search-space key 'sweep.space.{key}'{closest(key, SPACE_KEYS)}; "
+                                  f"valid: {', '.join(SPACE_KEYS)}")
+            extra = set(bounds) - {"low", "high", "log"}
+            low, high = bounds.get("low"), bounds.get("high")
+            if extra or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)) \
+                    or low > high or (bounds.get("log") and low <= 0):
+                raise ConfigError(f"sweep.space.{key} must be {{low, high, log}} with low <= high (and low > 0 "
+                                  f"on a log scale), got {dict(bounds)}")
+        if self.trials and not self.space:
+            raise ConfigError("sweep.trials > 0 needs a search space (sweep.space)")
+
+    @property
+    def tunes(self) -> bool:
+        return self.trials > 0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SweepConfig":
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"unknown key 'sweep.{key}'{closest(key, known)}; "
+                                  f"valid: {', '.join('sweep.' + k for k in known)}")
+        return cls(**{**data, "space": dict(data.get("space") or {})})
+
+
+def redact(url: str | None) -> str | None:
+    """A storage URL with its password replaced by ***, for logs, results and reports."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url) if url else url
+
+
+def open_storage(url: str | None, out: Path):
+    """The study storage: a journal file under the results directory by default, or an RDB URL
+    (PostgreSQL for many machines). An unreachable or malformed URL is a one-line error."""
+    if not url:
+        path = Path(out) / "studies.journal"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    if url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except Exception as error:  # sqlalchemy's errors span many lines; one is enough
+            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise ConfigError(f"cannot open sweep storage {redact(url)}: {reason}") from None
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    raise ConfigError(f"unsupported sweep.storage '{redact(url)}'; valid: null (a journal file in the results "
+                      f"directory), journal:PATH, postgresql://user:password@host/db")
+
+
+# --- claiming work through the storage -------------------------------------------------------------------
+
+def _alive(trial) -> bool:
+    return trial.state == TrialState.RUNNING
+
+
+def _counts(trial) -> bool:
+    """Whether a trial uses up budget: finished for real, or running (liveness is checked separately)."""
+    attrs = trial.user_attrs
+    if attrs.get("surplus") or attrs.get("stale"):
+        return False
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+def fail_stale(study, grace_seconds: float) -> int:
+    """Mark running trials whose worker is gone as stale (FAIL), so that their unit is claimed again."""
+    host = socket.gethostname()
+    now = time.time()
+    marked = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(trial.user_attrs.get("owner", ""))
+        owner_host, _, pid = owner.rpartition(":")
+        dead = owner_host == host and pid.isdigit() and not _pid_alive(int(pid))
+        beat = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else now)
+        if dead or now - float(beat) > grace_seconds:
+            storage = study._storage
+            try:
+                storage.set_trial_user_attr(trial._trial_id, "stale", True)
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                marked += 1
+            except (RuntimeError, ValueError):  # it finished meanwhile
+                pass
+    return marked
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def progress_of(study, budget: int) -> tuple[int, int]:
+    """(finished units, running units) of a study, counting only trials within the budget."""
+    counted = [t for t in study.get_trials(deepcopy=False) if _counts(t)]
+    finished = sum(1 for t in counted if not _alive(t))
+    return min(finished, budget), sum(1 for t in counted if _alive(t))
+
+
+def claim(study, budget: int):
+    """Ask for a trial and keep it only if it falls within the budget; else close it as surplus."""
+    trial = study.ask()
+    earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _counts(t)]
+    if len(earlier) >= budget:
+        trial.set_user_attr("surplus", True)
+        study.tell(trial, state=TrialState.FAIL)
+        return None
+    trial.set_user_attr("owner", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("heartbeat", time.time())
+    return trial
+
+
+class Heartbeat:
+    """Refreshes a running trial's heartbeat from a background thread while its run trains."""
+
+    def __init__(self, study, trial, interval: float):
+        self.study, self.trial, self.interval = study, trial, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self):
+        while not self.stop.wait(self.interval):
+            try:
+                self.study._storage.set_trial_user_attr(self.trial._trial_id, "heartbeat", time.time())
+            except Exception:  # the trial finished or the storage blinked: the next beat retries
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+class PruningCallback:
+    """Reports the validation metric to the trial after every validation and prunes the run when Optuna
+    says so (equivalent to optuna-integration's Lightning callback, in the `lightning.pytorch` namespace)."""
+
+    def __new__(cls, trial, monitor: str):
+        import lightning.pytorch as pl
+
+        class _Callback(pl.Callback):
+            def on_validation_end(self, trainer, pl_module):
+                value = trainer.callback_metrics.get(monitor)
+                if value is None or trainer.sanity_checking:
+                    return
+                step = trainer.global_step
+                trial.report(float(value), step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at step {step} ({monitor}={float(value):.4g})")
+
+        return _Callback()
+
+
+# --- the plan and the worker -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CellPlan:
+    variant: str
+    task: str
+    overrides: tuple[str, ...]   # everything but the tuned parameters and the seed
+    study: str                   # tuning study name
+    direction: str               # maximize | minimize
+
+    def final_study(self, seed: int) -> str:
+        return f"{self.study}.final.s{seed}"
+
+
+def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None) -> list[CellPlan]:
+    """One plan per (variant, task): its overrides, validated now, and its study names."""
+    from ablations.config import override_key
+
+    base = [o for o in user_overrides if override_key(o) not in ("seed", "task")]
+    plans = []
+    for task in (tasks or ablation.tasks):
+        for variant in [ablation.baseline] + [v for v in ablation.variants if v != ablation.baseline]:
+            overrides = tuple(dedupe_overrides([*base, f"task={task}", *ablation.variants[variant]]))
+            run_cfg = to_run_config(compose_config(list(overrides)))  # validates before any work
+            # The study name carries a hash of everything the runs depend on except the tuned optimiser
+            # settings and the seed, so a changed config never resumes another config's study.
+            digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,
+                            "trainer": dataclasses.asdict(run_cfg.trainer),
+                            "batch_size": run_cfg.optim.batch_size})
+            direction = "maximize" if TASKS.get(task).higher_is_better else "minimize"
+            plans.append(CellPlan(variant, task, overrides, f"{ablation.name}.{variant}.{task}.{digest}", direction))
+    return plans
+
+
+def _hash(data: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+class Worker:
+    """Does claimable units of a sweep until none is left; several may run at once against one storage."""
+
+    def __init__(self, out: Path, ablation: Ablation, plans: list[CellPlan], sweep: SweepConfig, seeds: list[int],
+                 *, on_done=None):
+        self.out, self.ablation, self.plans, self.sweep, self.seeds = Path(out), ablation, plans, sweep, seeds
+        self.storage = open_storage(sweep.storage, self.out)
+        self.on_done = on_done or (lambda label, row: None)
+        self._studies: dict[str, optuna.Study] = {}
+
+    def study(self, name: str, direction: str) -> optuna.Study:
+        if name not in self._studies:
+            pruner = (optuna.pruners.MedianPruner(n_startup_trials=self.sweep.pruner_startup_trials)
+                      if self.sweep.pruner == "median" else optuna.pruners.NopPruner())
+            self._studies[name] = optuna.create_study(study_name=name, storage=self.storage, direction=direction,
+                                                      pruner=pruner, load_if_exists=True)
+        return self._studies[name]
+
+    # one unit of work -----------------------------------------------------------------------------------
+    def _config(self, plan: CellPlan, seed: int, params: dict | None) -> RunConfig:
+        overrides = list(plan.overrides) + [f"seed={seed}"]
+        cfg = to_run_config(compose_config(overrides))
+        if not params:
+            return cfg
+        optim = cfg.optim
+        values = {"lr": params.get("lr", optim.lr), "weight_decay": params.get("weight_decay", optim.weight_decay),
+                  "warmup_steps": (round(params["warmup_frac"] * cfg.trainer.max_steps) if "warmup_frac" in params
+                                   else optim.warmup_steps)}
+        return dataclasses.replace(cfg, optim=dataclasses.replace(optim, **values))
+
+    def _suggest(self, trial) -> dict:
+        return {key: trial.suggest_float(key, float(b["low"]), float(b["high"]), log=bool(b.get("log")))
+                for key, b in self.sweep.space.items()}
+
+    def _run(self, study, trial, cfg: RunConfig, run_dir: Path, variant: str, callbacks=()) -> dict:
+        from ablations.run import train
+
+        with Heartbeat(study, trial, max(1.0, min(20.0, self.sweep.grace_seconds / 4))):
+            return train(cfg, run_dir, variant=variant, ablation=self.ablation.name, callbacks=callbacks)
+
+    def tune_one(self, plan: CellPlan) -> bool:
+        study = self.study(plan.study, plan.direction)
+        fail_stale(study, self.sweep.grace_seconds)
+        done, running = progress_of(study, self.sweep.trials)
+        if done + running >= self.sweep.trials:
+            return False
+        # Reseed the sampler by the number of trials so far: reproducible alone, different across workers.
+        study.sampler = optuna.samplers.TPESampler(seed=self.sweep.sampler_seed + len(study.trials),
+                                                   n_startup_trials=max(1, min(10, self.sweep.trials // 3)))
+        trial = claim(study, self.sweep.trials)
+        if trial is None:
+            return False
+        params = self._suggest(trial)
+        cfg = self._config(plan, TRIAL_SEED_OFFSET + trial.number, params)
+        metric = TASKS.get(plan.task).metric
+        run_dir = self.out / "trials" / plan.variant / plan.task / f"t{trial.number}"
+        row = self._run(study, trial, cfg, run_dir, plan.variant, [PruningCallback(trial, f"val/{metric}")])
+        for key in ("status", "val_score", "steps", "wall_seconds", "error"):
+            trial.set_user_attr(key, row[key])
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("seed", cfg.seed)
+        value = row["val_score"]
+        if row["status"] == "ok" and value is not None and math.isfinite(value):
+            study.tell(trial, value)
+        elif row["status"] == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        else:  # diverged or failed: a result that counts against the variant
+            study.tell(trial, state=TrialState.FAIL)
+        self.on_done(f"{plan.variant} x {plan.task} trial {trial.number}", row)
+        return True
+
+    def best_params(self, plan: CellPlan) -> dict | None:
+        if not self.sweep.tunes:
+            return None
+        study = self.study(plan.study, plan.direction)
+        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _counts(t)]
+        if not complete:
+            return None  # every trial diverged, failed or was pruned: the final runs use the task defaults
+        best = (max if plan.direction == "maximize" else min)(complete, key=lambda t: t.value)
+        return dict(best.params)
+
+    def tuning_finished(self, plan: CellPlan) -> bool:
+        if not self.sweep.tunes:
+            return True
+        study = self.study(plan.study, plan.direction)
+        done, running = progress_of(study, self.sweep.trials)
+        return done >= self.sweep.trials and not running
+
+    def final_one(self, plan: CellPlan, seed: int) -> bool:
+        study = self.study(plan.final_study(seed), plan.direction)
+        fail_stale(study, self.sweep.grace_seconds)
+        done, running = progress_of(study, 1)
+        if done + running >= 1:
+            return False
+        trial = claim(study, 1)
+        if trial is None:
+            return False
+        params = self.best_params(plan)
+        cfg = self._config(plan, seed, params)
+        run_dir = self.out / "runs" / plan.variant / plan.task / f"s{seed}"
+        row = self._run(study, trial, cfg, run_dir, plan.variant)
+        row["tuned_params"] = json.dumps(params) if params else ""
+        trial.set_user_attr("row", json.dumps(row, default=str))
+        trial.set_user_attr("status", row["status"])
+        append_run(self.out, row)
+        score = row["score"]
+        if row["status"] == "ok" and score is not None and math.isfinite(score):
+            study.tell(trial, score)
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+        self.on_done(f"{plan.variant} x {plan.task} (seed {seed})", row)
+        return True
+
+    def step(self) -> bool:
+        """Do one claimable unit (a tuning trial, or a final run of a cell whose tuning is finished)."""
+        for plan in self.plans:
+            if self.sweep.tunes and self.tune_one(plan):
+                return True
+            if self.tuning_finished(plan):
+                for seed in self.seeds:
+                    if self.final_one(plan, seed):
+                        return True
+        return False
+
+    def finished(self) -> bool:
+        for plan in self.plans:
+            if not self.tuning_finished(plan):
+                return False
+            for seed in self.seeds:
+                if progress_of(self.study(plan.final_study(seed), plan.direction), 1)[0] < 1:
+                    return False
+        return True
+
+    def units(self) -> tuple[int, int]:
+        """(finished, total) units of work across the plan, as the storage sees them."""
+        done = total = 0
+        for plan in self.plans:
+            if self.sweep.tunes:
+                done += progress_of(self.study(plan.study, plan.direction), self.sweep.trials)[0]
+                total += self.sweep.trials
+            for seed in self.seeds:
+                done += progress_of(self.study(plan.final_study(seed), plan.direction), 1)[0]
+                total += 1
+        return done, total
+
+    def run(self, *, wait: bool = True, poll_seconds: float = 2.0) -> None:
+        """Work until nothing is claimable; with `wait`, then wait for other workers to finish theirs."""
+        while True:
+            while self.step():
+                pass
+            if not wait or self.finished():
+                return
+            time.sleep(poll_seconds)  # others are running units; stale ones are reclaimed on the next pass
+
+    # export ------------------------------------------------------------------------------------------
+    def export(self) -> None:
+        """Write trials.csv and runs.csv from the storage (atomically): they always agree with it."""
+        trial_rows, run_rows = [], []
+        for plan in self.plans:
+            if self.sweep.tunes:
+                for t in self.study(plan.study, plan.direction).get_trials(deepcopy=False):
+                    if not _counts(t) or _alive(t):
+                        continue
+                    a = t.user_attrs
+                    trial_rows.append({"ablation": self.ablation.name, "variant": plan.variant, "task": plan.task,
+                                       "trial": t.number, "status": a.get("status", t.state.name.lower()),
+                                       **{k: t.params.get(k) for k in SPACE_KEYS}, "val_score": a.get("val_score"),
+                                       "steps": a.get("steps"), "wall_seconds": a.get("wall_seconds"),
+                                       "seed": a.get("seed"), "run_dir": a.get("run_dir"), "error": a.get("error"),
+                                       "study": plan.study})
+            for seed in self.seeds:
+                for t in self.study(plan.final_study(seed), plan.direction).get_trials(deepcopy=False):
+                    if _counts(t) and not _alive(t) and "row" in t.user_attrs:
+                        run_rows.append(json.loads(t.user_attrs["row"]))
+        if self.sweep.tunes:
+            _write_csv(self.out / "trials.csv", pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS))
+        _write_csv(self.out / "runs.csv", pd.DataFrame(run_rows).reindex(columns=COLUMNS + ["tuned_params"]))
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    write_text_atomic(path, buffer.getvalue())
+
+
+# --- several workers on this machine ---------------------------------------------------------------------
+
+def _worker_process(out: str, ablation: dict, plans: list, sweep: dict, seeds: list, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    worker = Worker(Path(out), Ablation.from_dict(ablation), [CellPlan(**p) for p in plans],
+                    SweepConfig.from_dict(sweep), seeds)
+    worker.run(wait=False)
+
+
+def start_local_workers(worker: Worker, n: int) -> list:
+    """Start n extra worker processes beside this one, splitting the CPU threads between all of them."""
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // (n + 1))
+    torch.set_num_threads(threads)
+    context = multiprocessing.get_context("spawn")
+    processes = []
+    for _ in range(n):
+        process = context.Process(target=_worker_process, daemon=False, args=(
+            str(worker.out), dataclasses.asdict(worker.ablation), [dataclasses.asdict(p) for p in worker.plans],
+            dataclasses.asdict(worker.sweep), list(worker.seeds), threads))
+        process.start()
+        processes.append(process)
+    return processes
+
+
+def stderr(message: str) -> None:
+    print(message, file=sys.stderr)
