@@ -46,6 +46,8 @@ def cmd_train(args) -> int:
     run_dir = Path(cfg.out) if cfg.out else Path("results") / "train" / run_cfg.task["name"] / (
         variant.replace("/", "_") + f"-s{run_cfg.seed}")
     row = train(run_cfg, run_dir, variant=variant)
+    if not row:  # a non-zero rank of a distributed run: rank 0 reports
+        return 0
     if not args.quiet:
         print(_summary(1, 1, f"{variant} x {row['task']} (seed {row['seed']})", row))
     print(run_dir / "result.json")
@@ -84,6 +86,12 @@ def _report(out: Path, ablation, command: str) -> Path:
                         baseline=ablation.baseline, command=command)
 
 
+def _single_device(run_cfg) -> None:
+    if run_cfg.trainer.devices != 1:
+        raise ConfigError(f"trainer.devices={run_cfg.trainer.devices} is for single runs (`ablate train`); a grid or "
+                          f"sweep runs many small models, one device each (use sweep.workers for parallelism)")
+
+
 def _run_grid(args, out, ablation, sweep, tasks, seeds, started) -> None:
     """sweep=none: every cell once per seed with the task's default hyper-parameters; resumes from runs.csv."""
     from tqdm import tqdm
@@ -96,6 +104,7 @@ def _run_grid(args, out, ablation, sweep, tasks, seeds, started) -> None:
     for cell in ablation.cells(tasks, seeds):
         overrides = dedupe_overrides([*args.overrides, f"task={cell.task}", f"seed={cell.seed}", *cell.overrides])
         planned.append((cell, to_run_config(compose_config(overrides))))
+        _single_device(planned[-1][1])
     done = read_runs(out)
     todo = []
     for cell, run_cfg in planned:

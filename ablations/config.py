@@ -89,6 +89,7 @@ class TrainerConfig:
     log_every: int
     accelerator: str
     devices: int
+    strategy: str
     precision: str
     eval_batch_size: int
     divergence_factor: float
@@ -100,6 +101,9 @@ class TrainerConfig:
         precisions = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
         if self.precision not in precisions:
             raise ConfigError(f"unknown trainer.precision '{self.precision}'; valid: {', '.join(precisions)}")
+        strategies = ("auto", "ddp", "ddp_find_unused_parameters_true")
+        if self.strategy not in strategies:
+            raise ConfigError(f"unknown trainer.strategy '{self.strategy}'; valid: {', '.join(strategies)}")
         accelerators = ("auto", "cpu", "gpu", "cuda", "mps")
         if self.accelerator not in accelerators:
             raise ConfigError(f"unknown trainer.accelerator '{self.accelerator}'; valid: {', '.join(accelerators)}")

@@ -33,6 +33,8 @@ logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*`training_step` returned `None`.*")  # our divergence stop
+# Under ddp every rank validates on the whole split, so the logged validation metrics agree without a sync.
+warnings.filterwarnings("ignore", message=r".*It is recommended to use `self.log\('val/.*sync_dist=True.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # lightning vs torch
 
 
@@ -72,6 +74,7 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
     accelerator, precision = resolve_hardware(cfg.trainer.accelerator, cfg.trainer.precision)
     trainer = pl.Trainer(
         max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
+        strategy=cfg.trainer.strategy,
         precision=precision, logger=CSVLogger(str(run_dir), name="", version=""),
         val_check_interval=cfg.trainer.val_every, check_val_every_n_epoch=None,
         log_every_n_steps=cfg.trainer.log_every, num_sanity_val_steps=0, enable_progress_bar=False,
@@ -89,6 +92,8 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
     wall = time.perf_counter() - start
     if module.diverged_step is not None and status == "ok":
         status = "diverged"
+    if not trainer.is_global_zero:  # other ranks of a distributed run: rank 0 tests and writes the result
+        return {}
     steps = trainer.global_step
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if status == "ok":
@@ -101,12 +106,13 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
         "score": metrics.get(task.metric), "val_score": val.get(f"val/{task.metric}"),
         "test_loss": metrics.get("loss"), "steps": steps, "diverged_step": module.diverged_step,
         "wall_seconds": round(wall, 3), "n_params": n_params,
-        "tokens_per_second": round(steps * cfg.optim.batch_size * seq_len / wall, 1) if wall > 0 else None,
+        "tokens_per_second": (round(steps * cfg.optim.batch_size * trainer.world_size * seq_len / wall, 1)
+                              if wall > 0 else None),
         "config_hash": cfg.hash(), "run_dir": str(run_dir), "error": error,
     }
     result = dict(row, config=cfg.to_dict(), last_finite_train_loss=module.last_finite_loss,
                   solved_at=task.solved_at, test_metrics=metrics,
-                  accelerator=accelerator, precision=precision,
+                  accelerator=accelerator, precision=precision, world_size=trainer.world_size,
                   versions={"suite": __version__, "torch": torch.__version__, "lightning": pl.__version__,
                             "python": platform.python_version()})
     write_json_atomic(run_dir / "result.json", result)

@@ -264,6 +264,9 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None) -> lis
         for variant in [ablation.baseline] + [v for v in ablation.variants if v != ablation.baseline]:
             overrides = tuple(dedupe_overrides([*base, f"task={task}", *ablation.variants[variant]]))
             run_cfg = to_run_config(compose_config(list(overrides)))  # validates before any work
+            if run_cfg.trainer.devices != 1:
+                raise ConfigError(f"trainer.devices={run_cfg.trainer.devices} is for single runs (`ablate train`); "
+                                  f"a sweep runs one device per trial (use sweep.workers for parallelism)")
             # The study name carries a hash of everything the runs depend on except the tuned optimiser
             # settings and the seed, so a changed config never resumes another config's study.
             digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,

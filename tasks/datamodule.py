@@ -15,19 +15,27 @@ from tasks.base import Split, Task
 
 
 class ShuffledBatches(IterableDataset):
-    """Endless mini-batches from a split, reshuffled every pass, deterministic in `seed`."""
+    """Endless mini-batches from a split, reshuffled every pass, deterministic in `seed`.
+
+    Under distributed training (Lightning's `ddp`) every rank draws the same permutation and takes every
+    world_size-th batch starting at its rank, so the ranks see disjoint batches; `batch_size` is per device.
+    """
 
     def __init__(self, split: Split, batch_size: int, seed: int):
         self.split, self.batch_size, self.seed = split, min(batch_size, len(split)), seed
 
     def __iter__(self):
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         generator = torch.Generator().manual_seed(self.seed)
         n, size = len(self.split), self.batch_size
         while True:
             order = torch.randperm(n, generator=generator)
-            for start in range(0, n - size + 1, size):
-                index = order[start:start + size]
-                yield self.split.inputs[index], self.split.targets[index]
+            for number, start in enumerate(range(0, n - size + 1, size)):
+                if number % world == rank:
+                    index = order[start:start + size]
+                    yield self.split.inputs[index], self.split.targets[index]
 
 
 class OrderedBatches(IterableDataset):

@@ -66,3 +66,38 @@ def test_the_baseline_learns_each_task_within_its_default_budget(task, threshold
     row = train(_config(f"task={task}"), tmp_path / task, variant="baseline")
     assert row["status"] == "ok"
     assert row["score"] >= threshold
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_trains_one_model(tmp_path):
+    """Lightning's own distributed strategy (gloo on the CPU): two processes, one result written by rank 0."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ablate = str(Path(sys.executable).parent / "ablate")
+    done = subprocess.run([ablate, "train", "-q", "task=copy", "trainer.accelerator=cpu", "trainer.devices=2",
+                           "trainer.strategy=ddp", *TINY, "out=ddp"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines() == ["ddp/result.json"]  # printed once, by rank 0
+    result = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert result["status"] == "ok" and result["world_size"] == 2 and result["steps"] == 12
+
+
+def test_ranks_see_disjoint_batches(monkeypatch):
+    import torch
+
+    from tasks.base import Split
+    from tasks.datamodule import ShuffledBatches
+
+    split = Split(torch.arange(40).view(40, 1), torch.zeros(40, dtype=torch.long))
+    seen = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+        stream = iter(ShuffledBatches(split, 4, seed=0))
+        seen[rank] = torch.cat([next(stream)[0] for _ in range(5)]).flatten().tolist()
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == list(range(40))
