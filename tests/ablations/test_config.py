@@ -74,7 +74,7 @@ def test_bad_override_is_one_line_naming_valid_choices(override):
 
 
 OPTIM = dict(lr=1e-3, warmup_steps=0, weight_decay=0.0, batch_size=8)
-TRAINER = dict(max_steps=10, val_every=5, log_every=5, accelerator="cpu", devices=1, precision="32-true",
+TRAINER = dict(max_steps=10, val_every=5, log_every=5, accelerator="cpu", devices=1, strategy="auto", precision="32-true",
                eval_batch_size=16, divergence_factor=4.0)
 
 
@@ -89,7 +89,8 @@ def test_optim_values_are_checked(key, value, fragment):
 
 
 @pytest.mark.parametrize("key,value", [("max_steps", 0), ("val_every", -1), ("log_every", 1.0), ("devices", 0),
-                                       ("eval_batch_size", True), ("divergence_factor", 0), ("accelerator", "tpu")])
+                                       ("eval_batch_size", True), ("divergence_factor", 0), ("accelerator", "tpu"),
+                                       ("strategy", "fsdp?"), ("precision", "8-bit")])
 def test_trainer_values_are_checked(key, value):
     with pytest.raises(ConfigError) as info:
         TrainerConfig(**{**TRAINER, key: value})
