@@ -3,6 +3,7 @@
     ablate train [OVERRIDES]     one run, e.g. `ablate train task=copy model.residual=none`
     ablate run [OVERRIDES]       an ablation grid (default: conf/ablation/default.yaml) and its report
     ablate worker DIR            join the tuned sweep of a results directory (another process or machine)
+    ablate report DIR [--compare OTHER]   report.md, report.html, figures/ and tables/ of a results directory
     ablate list                  every registered component, task, ablation and sweep profile
 
 Overrides use Hydra's grammar (`key=value`). Bad input is one line on stderr and exit status 2; `--debug`
@@ -80,10 +81,29 @@ def cmd_run(args) -> int:
 
 
 def _report(out: Path, ablation, command: str) -> Path:
-    from ablations.report import write_report
+    """The report of a results directory (its manifest.json, written before any run, says how it was made)."""
+    from ablations.report import build_report
 
-    return write_report(out, ablation=ablation.name, description=ablation.description,
-                        baseline=ablation.baseline, command=command)
+    report = build_report(out)
+    for error in report["errors"]:
+        print(f"ablate: warning: {error}", file=sys.stderr)
+    return report["report_md"]
+
+
+def cmd_report(args) -> int:
+    from ablations.report import build_report
+
+    directories = [Path(args.directory)] + ([Path(args.compare)] if args.compare else [])
+    for directory in directories:
+        if not (directory / "runs.csv").is_file():
+            raise ConfigError(f"{directory} is not a results directory (no runs.csv); give the out= directory "
+                              f"of an `ablate run`, e.g. results/default")
+    report = build_report(directories[0], compare=directories[1] if args.compare else None)
+    for error in report["errors"]:
+        print(f"ablate: warning: {error}", file=sys.stderr)
+    print(report["report_md"])
+    print(report["report_html"])
+    return 0
 
 
 def _single_device(run_cfg) -> None:
@@ -249,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the output path")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("report", help="write the report of a results directory",
+                       description="Write report.md, a self-contained report.html, figures/ and tables/ (CSV and "
+                                   "LaTeX) for a results directory; --compare puts a second one beside it.")
+    p.add_argument("directory", help="a results directory written by `ablate run`, e.g. results/default")
+    p.add_argument("--compare", metavar="OTHER",
+                   help="a second results directory to compare with (e.g. the same ablation at another depth)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("list", help="list components, tasks, ablations and sweep profiles")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=cmd_list)

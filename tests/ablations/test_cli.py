@@ -88,3 +88,9 @@ def test_train_writes_result_json_and_lightning_log(tmp_path, monkeypatch, capsy
     assert 0.0 <= result["score"] <= 1.0
     log = (tmp_path / "one" / "metrics.csv").read_text().splitlines()
     assert log[0].split(",") and "train/loss" in log[0] and "val/accuracy" in log[0]
+
+
+def test_report_of_a_directory_without_runs_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a results directory" in err[0]

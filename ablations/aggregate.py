@@ -1,0 +1,560 @@
+"""Statistics of an ablation: from `runs.csv` (and `trials.csv` when a sweep wrote one) to tidy tables.
+
+Everything here is pure pandas/numpy (scipy, through scikit-learn, only for the t distribution), and every rule
+is a module constant or a keyword argument so the report can state exactly what it did:
+
+* **Effective score.** A run that `diverged` or `failed` has no test metric; it counts as the task's chance
+  level in every statistic (means, intervals, tests, normalised scores). A `pruned` run was stopped by the
+  tuner, not by the model, and is left out of every statistic (it is only counted).
+* **Per cell** (ablation, variant, task): mean and sample standard deviation over seeds, a 95% Student-t
+  interval for the mean, the difference to the baseline variant's mean, and Welch's unequal-variance t-test
+  against the baseline. With fewer than 2 runs on either side, or zero variance on both, the test is undefined
+  (p = NaN) and the cell cannot be significant. P-values are Holm-Bonferroni corrected over every non-baseline
+  cell of the ablation.
+* **Normalised score**: (score - chance) / (baseline mean - chance) for higher-is-better metrics and
+  (chance - score) / (chance - baseline mean) for lower-is-better ones (bits per character), so chance is 0 and
+  the baseline's mean is 1 on every task. Undefined (NaN) on a task where the baseline is no better than chance.
+* **Verdict** per cell: `broken` when the mean normalised score is below 0.2 or more than half of its
+  (non-pruned) runs diverged or failed; else `better` / `worse` when the Holm-corrected p < 0.05 (direction:
+  the metric's better side); else `no significant change`. The baseline's cells are `baseline` (or `broken`).
+* **Resilience** of a variant: the mean over tasks of its normalised cell means, with a 95% percentile
+  bootstrap interval that resamples seeds within every task, for the variant and the baseline alike (the
+  baseline's mean, the normaliser, is re-estimated in each replicate); tasks are fixed, not resampled.
+* **Optimisability** (only with trials.csv): per (variant, task), the width in decades of the contiguous
+  learning-rate range around the variant's best trial whose trials reach within 5% of the task's normalised
+  range (chance to the baseline's best trial) of that best. Diverged and failed trials end the range; pruned
+  trials (final value unknown) are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablations.results import read_runs
+
+ALPHA = 0.05              # significance level, after Holm-Bonferroni correction
+CONFIDENCE = 0.95         # confidence level of every interval
+BROKEN_BELOW = 0.2        # a mean normalised score below this is `broken` (near chance)
+N_BOOTSTRAP = 2000        # bootstrap replicates of the resilience score
+BOOTSTRAP_SEED = 0        # the bootstrap is deterministic, so a report is reproducible
+LR_TOLERANCE = 0.05       # optimisability: within this fraction of the normalised range of the best trial
+
+VERDICTS = ("better", "worse", "no significant change", "broken", "baseline", "no data")
+MARKS = {"better": "▲", "worse": "▼", "broken": "✗", "no significant change": "", "baseline": "",
+         "no data": ""}
+TRIAL_COLUMNS = ["ablation", "variant", "task", "trial", "status", "lr", "warmup_frac", "weight_decay",
+                 "val_score", "steps", "wall_seconds"]
+FAILED = ("diverged", "failed")
+
+
+# --------------------------------------------------------------------------------------------------- loading
+@dataclass
+class ResultSet:
+    """One results directory as read from disk."""
+
+    directory: Path
+    runs: pd.DataFrame
+    trials: pd.DataFrame | None
+    manifest: dict | None
+    ablation: str
+    description: str
+    baseline: str
+
+
+def read_manifest(directory: Path) -> dict | None:
+    """manifest.json as a dict, or None when it is missing or unreadable."""
+    path = Path(directory) / "manifest.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_trials(directory: Path) -> pd.DataFrame | None:
+    """trials.csv (one row per tuning trial) as a DataFrame, or None when there is none."""
+    path = Path(directory) / "trials.csv"
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    for column in TRIAL_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = np.nan
+    for column in ("lr", "warmup_frac", "weight_decay", "val_score", "steps", "wall_seconds"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for column in ("ablation", "variant", "task", "status"):
+        frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v)).astype(str)
+    # Optuna's own state names, for a trial whose run never recorded a status of its own
+    frame["status"] = frame["status"].replace({"complete": "ok", "fail": "failed"})
+    return frame
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.number)) and not pd.isna(value):
+        return bool(value)
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def clean_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Typed columns and the effective score (see the module docstring)."""
+    runs = runs.copy()
+    for column in ("ablation", "variant", "task", "status", "metric", "run_dir", "error", "config_hash"):
+        if column in runs.columns:
+            runs[column] = runs[column].map(lambda v: "" if pd.isna(v) else str(v)).astype(str)
+    for column in ("chance", "score", "val_score", "test_loss", "steps", "diverged_step", "wall_seconds",
+                   "n_params", "tokens_per_second"):
+        if column in runs.columns:
+            runs[column] = pd.to_numeric(runs[column], errors="coerce")
+    runs["seed"] = pd.to_numeric(runs["seed"], errors="coerce").astype("Int64")
+    runs["higher_is_better"] = runs["higher_is_better"].map(_as_bool).astype(bool)
+    ok = runs["status"] == "ok"
+    effective = runs["score"].where(ok)
+    effective = effective.where(~runs["status"].isin(FAILED), runs["chance"])
+    runs["effective"] = effective.astype(float)
+    return runs
+
+
+def load(directory: Path, *, ablation: str | None = None, description: str | None = None,
+         baseline: str | None = None) -> ResultSet:
+    """Read a results directory. `ablation`, `description` and `baseline` default to manifest.json's, then to
+    the data (the variant called `baseline`, else the first variant in runs.csv)."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    spec = (manifest or {}).get("ablation") or {}
+    runs = clean_runs(read_runs(directory))
+    trials = read_trials(directory)
+    ablation = ablation or spec.get("name") or (runs["ablation"].iloc[0] if len(runs) else directory.name)
+    if ablation in set(runs["ablation"]):
+        runs = runs[runs["ablation"] == ablation].reset_index(drop=True)
+    if trials is not None and ablation in set(trials["ablation"]):
+        trials = trials[trials["ablation"] == ablation].reset_index(drop=True)
+    variants = list(dict.fromkeys(runs["variant"]))
+    if baseline is None:
+        baseline = spec.get("baseline") or ("baseline" if "baseline" in variants or not variants else variants[0])
+    description = description if description is not None else str(spec.get("description") or "")
+    return ResultSet(directory=directory, runs=runs, trials=trials, manifest=manifest, ablation=str(ablation),
+                     description=description, baseline=str(baseline))
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+def _finite(values) -> np.ndarray:
+    values = np.asarray(pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce"), dtype=float)
+    return values[np.isfinite(values)]
+
+
+def t_quantile(df: float, confidence: float = CONFIDENCE) -> float:
+    from scipy import stats  # lazily: scipy comes with scikit-learn and is slow to import
+
+    return float(stats.t.ppf(0.5 + confidence / 2, df))
+
+
+def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean, low, high): the Student-t interval for the mean; low/high NaN with fewer than 2 values."""
+    values = _finite(values)
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = t_quantile(len(values) - 1, confidence) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def welch_test(a, b) -> tuple[float, str]:
+    """Two-sided Welch t-test of mean(a) == mean(b): (p, why p is NaN or "")."""
+    a, b = _finite(a), _finite(b)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, "fewer than 2 runs"
+    if a.var(ddof=1) == 0 and b.var(ddof=1) == 0:
+        return math.nan, "zero variance"
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return (p, "") if math.isfinite(p) else (math.nan, "undefined")
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values; NaN stays NaN and does not count towards the number of tests."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    if m == 0:
+        return adjusted
+    order = finite[np.argsort(p[finite], kind="stable")]
+    steps = (m - np.arange(m)) * p[order]
+    adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+    return adjusted
+
+
+def normalise(score, chance, baseline, higher_is_better=True):
+    """Chance -> 0, baseline -> 1, whatever the metric's direction; NaN where the baseline is not above
+    chance. Works on scalars and arrays."""
+    score, chance, baseline = (np.asarray(x, dtype=float) for x in (score, chance, baseline))
+    if higher_is_better:
+        numerator, denominator = score - chance, baseline - chance
+    else:
+        numerator, denominator = chance - score, chance - baseline
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
+    return float(result) if result.ndim == 0 else result
+
+
+# --------------------------------------------------------------------------------------------------- cells
+def _verdict(variant: str, baseline: str, n_eff: int, n_bad: int, norm_mean: float, delta: float,
+             p_holm: float, higher: bool, alpha: float, broken_below: float) -> str:
+    if n_eff == 0:
+        return "no data"
+    broken = n_bad > n_eff / 2 or (math.isfinite(norm_mean) and norm_mean < broken_below)
+    if variant == baseline:
+        return "broken" if n_bad > n_eff / 2 else "baseline"
+    if broken:
+        return "broken"
+    if math.isfinite(p_holm) and p_holm < alpha and math.isfinite(delta) and delta != 0:
+        return "better" if (delta > 0) == higher else "worse"
+    return "no significant change"
+
+
+def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken_below: float = BROKEN_BELOW,
+              confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """One row per (ablation, variant, task): counts, statistics, the test against the baseline, verdict."""
+    if "effective" not in runs.columns:
+        runs = clean_runs(runs)
+    rows = []
+    for (ablation, task), task_runs in runs.groupby(["ablation", "task"], sort=False):
+        base = task_runs[task_runs["variant"] == baseline]
+        base_eff = _finite(base["effective"])
+        base_mean = float(base_eff.mean()) if len(base_eff) else math.nan
+        for variant, cell in task_runs.groupby("variant", sort=False):
+            status = cell["status"].value_counts()
+            counts = {s: int(status.get(s, 0)) for s in ("ok", "diverged", "pruned", "failed")}
+            effective = _finite(cell["effective"])
+            mean, low, high = t_interval(effective, confidence)
+            higher = bool(cell["higher_is_better"].iloc[0])
+            chance = float(cell["chance"].dropna().iloc[0]) if cell["chance"].notna().any() else math.nan
+            norm = normalise(effective, chance, base_mean, higher) if len(effective) else np.array([])
+            norm_mean, norm_low, norm_high = t_interval(norm, confidence)
+            if len(norm) and not np.isfinite(norm).all():
+                norm_mean = norm_low = norm_high = math.nan
+            if variant == baseline:
+                p, note, delta = math.nan, "baseline", 0.0 if len(effective) else math.nan
+            else:
+                p, note = welch_test(effective, base_eff) if len(base_eff) else (math.nan, "no baseline runs")
+                delta = mean - base_mean
+            ok_scores = _finite(cell.loc[cell["status"] == "ok", "score"])
+            rows.append({
+                "ablation": ablation, "variant": variant, "task": task,
+                "metric": cell["metric"].iloc[0], "higher_is_better": higher, "chance": chance,
+                "n_runs": len(cell), "n_ok": counts["ok"], "n_diverged": counts["diverged"],
+                "n_pruned": counts["pruned"], "n_failed": counts["failed"],
+                "mean": mean, "std": float(effective.std(ddof=1)) if len(effective) > 1 else math.nan,
+                "ci_low": low, "ci_high": high,
+                "mean_ok": float(ok_scores.mean()) if len(ok_scores) else math.nan,
+                "baseline_mean": base_mean, "delta": delta, "p_value": p, "test_note": note,
+                "norm_mean": norm_mean, "norm_ci_low": norm_low, "norm_ci_high": norm_high,
+                "wall_seconds": float(cell["wall_seconds"].sum(min_count=1)),
+                "tokens_per_second": float(cell.loc[cell["status"] == "ok", "tokens_per_second"].mean()),
+                "n_params": float(cell["n_params"].median()),
+            })
+    columns = ["ablation", "variant", "task", "metric", "higher_is_better", "chance", "n_runs", "n_ok",
+               "n_diverged", "n_pruned", "n_failed", "mean", "std", "ci_low", "ci_high", "mean_ok",
+               "baseline_mean", "delta", "p_value", "p_holm", "test_note", "norm_mean", "norm_ci_low",
+               "norm_ci_high", "verdict", "wall_seconds", "tokens_per_second", "n_params"]
+    cells = pd.DataFrame(rows)
+    if cells.empty:
+        return pd.DataFrame(columns=columns)
+    cells["p_holm"] = np.nan
+    for _, index in cells.groupby("ablation", sort=False).groups.items():
+        cells.loc[index, "p_holm"] = holm(cells.loc[index, "p_value"].to_numpy())
+    cells["verdict"] = [
+        _verdict(r.variant, baseline, r.n_runs - r.n_pruned, r.n_diverged + r.n_failed, r.norm_mean, r.delta,
+                 r.p_holm, r.higher_is_better, alpha, broken_below) for r in cells.itertuples()]
+    order = _variant_order(runs, baseline)
+    cells["_v"] = cells["variant"].map(order.index)
+    cells = cells.sort_values(["ablation", "_v"], kind="stable").drop(columns="_v").reset_index(drop=True)
+    return cells[columns]
+
+
+def _variant_order(runs: pd.DataFrame, baseline: str) -> list[str]:
+    variants = list(dict.fromkeys(runs["variant"]))
+    return ([baseline] if baseline in variants else []) + [v for v in variants if v != baseline]
+
+
+# ---------------------------------------------------------------------------------------------- resilience
+def resilience(runs: pd.DataFrame, baseline: str, *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED,
+               confidence: float = CONFIDENCE, cells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per variant: the mean over tasks of its normalised score and a bootstrap interval.
+
+    The interval is NaN, with the reason in `ci_note`, unless every task the score averages over has at least
+    2 runs of the variant and of the baseline (with one seed there is nothing to resample), or when more than
+    (1 - confidence) / 2 of the replicates resample a baseline no better than chance (its runs diverged), where
+    the normalised scale itself is undefined and a percentile interval would be meaningless."""
+    if "effective" not in runs.columns:
+        runs = clean_runs(runs)
+    cells = summarise(runs, baseline) if cells is None else cells
+    rng = np.random.default_rng(seed)
+    rows = []
+    tasks = list(dict.fromkeys(runs["task"]))
+    for variant in _variant_order(runs, baseline):
+        own = cells[cells["variant"] == variant]
+        replicates, point, defined, undefined, note = [], [], [], [], ""
+        for task in tasks:
+            row = own[own["task"] == task]
+            if row.empty:
+                continue
+            row = row.iloc[0]
+            if not math.isfinite(row["norm_mean"]):
+                undefined.append(task)
+                continue
+            defined.append(task)
+            point.append(row["norm_mean"])
+            if variant == baseline or n_boot <= 0 or note:
+                continue
+            v = _finite(runs.loc[(runs["variant"] == variant) & (runs["task"] == task), "effective"])
+            b = _finite(runs.loc[(runs["variant"] == baseline) & (runs["task"] == task), "effective"])
+            if len(v) < 2 or len(b) < 2:
+                note = "needs ≥ 2 runs per task"
+                continue
+            sign = 1.0 if row["higher_is_better"] else -1.0
+            v_gap = (v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1) - row["chance"]) * sign
+            b_gap = (b[rng.integers(0, len(b), (n_boot, len(b)))].mean(axis=1) - row["chance"]) * sign
+            usable = b_gap > 1e-9 * max(1.0, abs(row["chance"]))
+            replicates.append(np.where(usable, v_gap / np.where(usable, b_gap, 1.0), np.nan))
+        score = float(np.mean(point)) if point else math.nan
+        low = high = math.nan
+        if not point:
+            note = "undefined: no task where the baseline beats chance"
+        elif variant == baseline:
+            note = "the baseline is 1 by definition"
+        elif n_boot <= 0:
+            note = "no bootstrap"
+        elif not note and replicates:
+            stacked = np.vstack(replicates).mean(axis=0)  # NaN where any task's baseline resample is at chance
+            if np.isnan(stacked).mean() > (1 - confidence) / 2:
+                note = "unstable: the baseline resamples to chance (diverged runs)"
+            else:
+                stacked = stacked[np.isfinite(stacked)]
+                low, high = (float(q) for q in np.percentile(stacked, [50 * (1 - confidence),
+                                                                       50 * (1 + confidence)]))
+        verdicts = own["verdict"].value_counts()
+        rows.append({
+            "variant": variant, "resilience": score, "ci_low": low, "ci_high": high, "ci_note": note,
+            "n_tasks": len(defined), "tasks_undefined": ", ".join(undefined),
+            "n_runs": int(own["n_runs"].sum()), "n_ok": int(own["n_ok"].sum()),
+            "n_diverged": int(own["n_diverged"].sum()), "n_pruned": int(own["n_pruned"].sum()),
+            "n_failed": int(own["n_failed"].sum()),
+            **{f"n_{v.replace(' ', '_')}": int(verdicts.get(v, 0)) for v in ("better", "worse", "broken",
+                                                                              "no significant change")},
+        })
+    return pd.DataFrame(rows, columns=["variant", "resilience", "ci_low", "ci_high", "ci_note", "n_tasks",
+                                       "tasks_undefined", "n_runs", "n_ok", "n_diverged", "n_pruned", "n_failed",
+                                       "n_better", "n_worse", "n_broken", "n_no_significant_change"])
+
+
+# ----------------------------------------------------------------------------------------- optimisability
+def _task_info(runs: pd.DataFrame, task: str) -> tuple[str, bool, float]:
+    """(metric, higher_is_better, chance) of a task: from runs.csv, else from the task registry."""
+    rows = runs[runs["task"] == task]
+    if len(rows):
+        chance = rows["chance"].dropna()
+        return rows["metric"].iloc[0], bool(rows["higher_is_better"].iloc[0]), (
+            float(chance.iloc[0]) if len(chance) else math.nan)
+    try:
+        from tasks import TASKS
+
+        instance = TASKS.get(task)()
+        return instance.metric, bool(instance.higher_is_better), float(instance.chance)
+    except Exception:  # an unknown or costly task: the caller falls back to the trials' own range
+        return "val_score", True, math.nan
+
+
+def optimisability(trials: pd.DataFrame | None, runs: pd.DataFrame, baseline: str, *,
+                   tolerance: float = LR_TOLERANCE) -> pd.DataFrame | None:
+    """Per (variant, task): how wide the learning-rate basin around the best trial is, in decades."""
+    if trials is None or trials.empty:
+        return None
+    rows = []
+    for task, task_trials in trials.groupby("task", sort=False):
+        metric, higher, chance = _task_info(runs, task)
+        sign = 1.0 if higher else -1.0
+        ok = task_trials[(task_trials["status"] == "ok") & task_trials["val_score"].notna()]
+        base_ok = ok[ok["variant"] == baseline]
+        reference = (base_ok if len(base_ok) else ok)["val_score"]
+        best_ref = (reference.max() if higher else reference.min()) if len(reference) else math.nan
+        if not math.isfinite(chance):  # no chance level known: the worst trial of the task stands in
+            chance = (ok["val_score"].min() if higher else ok["val_score"].max()) if len(ok) else math.nan
+        scale = abs(best_ref - chance) if math.isfinite(best_ref) and math.isfinite(chance) else math.nan
+        if not scale or not math.isfinite(scale):
+            scale = float(ok["val_score"].max() - ok["val_score"].min()) if len(ok) else math.nan
+        for variant, group in task_trials.groupby("variant", sort=False):
+            # pruned trials were stopped early by the tuner: their final value is unknown, so they neither
+            # count as reaching the best nor break the range (they are counted only)
+            n_pruned = int((group["status"] == "pruned").sum())
+            tried = group.loc[group["lr"] > 0, "lr"]
+            group = group[(group["lr"] > 0) & (group["status"] != "pruned")]
+            group = group.sort_values("lr", kind="stable").reset_index(drop=True)
+            good_ok = (group["status"] == "ok") & group["val_score"].notna()
+            row = {"variant": variant, "task": task, "metric": metric, "higher_is_better": higher,
+                   "n_trials": len(group), "n_ok": int(good_ok.sum()),
+                   "n_diverged": int((group["status"] == "diverged").sum()),
+                   "n_pruned": n_pruned,
+                   "n_failed": int((group["status"] == "failed").sum()),
+                   "best_val": math.nan, "best_lr": math.nan, "lr_low": math.nan, "lr_high": math.nan,
+                   "decades": math.nan, "decades_tried": math.nan}
+            if len(tried):
+                row["decades_tried"] = float(np.log10(tried.max() / tried.min()))
+            if good_ok.any():
+                values = group["val_score"].where(good_ok)
+                best = int((values * sign).idxmax())
+                best_val = float(values[best])
+                tol = tolerance * scale if math.isfinite(scale) else 0.0
+                near = good_ok & ((best_val - values) * sign <= tol + 1e-12)
+                low = high = best
+                while low - 1 >= 0 and near[low - 1]:
+                    low -= 1
+                while high + 1 < len(group) and near[high + 1]:
+                    high += 1
+                row.update(best_val=best_val, best_lr=float(group["lr"][best]), lr_low=float(group["lr"][low]),
+                           lr_high=float(group["lr"][high]),
+                           decades=float(np.log10(group["lr"][high] / group["lr"][low])))
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    order = _variant_order(trials, baseline)
+    frame["_v"] = frame["variant"].map(order.index)
+    return frame.sort_values(["_v"], kind="stable").drop(columns="_v").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------- together
+@dataclass
+class Aggregate:
+    """Everything the report needs from one results directory."""
+
+    results: ResultSet
+    cells: pd.DataFrame
+    resilience: pd.DataFrame
+    optimisability: pd.DataFrame | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.results.runs
+
+    @property
+    def baseline(self) -> str:
+        return self.results.baseline
+
+
+def aggregate(results: ResultSet, *, n_boot: int = N_BOOTSTRAP) -> Aggregate:
+    runs, baseline = results.runs, results.baseline
+    cells = summarise(runs, baseline)
+    table = resilience(runs, baseline, n_boot=n_boot, cells=cells)
+    notes = []
+    if len(runs) and baseline not in set(runs["variant"]):
+        notes.append(f"The baseline variant `{baseline}` has no runs: nothing can be compared or normalised.")
+    for row in cells[cells["variant"] == baseline].itertuples():
+        if not math.isfinite(row.norm_mean) and row.n_runs - row.n_pruned > 0:
+            notes.append(f"On {row.task} the baseline is no better than chance ({row.metric} {row.mean:.4g}, "
+                         f"chance {row.chance:.4g}): normalised scores are undefined there and the task is left "
+                         f"out of resilience scores.")
+    return Aggregate(results=results, cells=cells, resilience=table,
+                     optimisability=optimisability(results.trials, runs, baseline), notes=notes)
+
+
+def compare(a: Aggregate, b: Aggregate, labels: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two result sets side by side: (per variant resilience, per cell normalised score and verdict).
+    `difference` is a's resilience minus b's."""
+    la, lb = labels
+    ra = a.resilience[["variant", "resilience", "ci_low", "ci_high"]]
+    rb = b.resilience[["variant", "resilience", "ci_low", "ci_high"]]
+    variants = ra.merge(rb, on="variant", how="outer", suffixes=(f" {la}", f" {lb}"), sort=False)
+    variants["difference"] = variants[f"resilience {la}"] - variants[f"resilience {lb}"]
+    order = list(dict.fromkeys([*a.resilience["variant"], *b.resilience["variant"]]))
+    variants = variants.set_index("variant").loc[order].reset_index()
+    ca = a.cells[["variant", "task", "metric", "mean", "norm_mean", "verdict"]]
+    cb = b.cells[["variant", "task", "metric", "mean", "norm_mean", "verdict"]]
+    cells = ca.merge(cb, on=["variant", "task"], how="outer", suffixes=(f" {la}", f" {lb}"))
+    cells["metric"] = cells[f"metric {la}"].fillna(cells[f"metric {lb}"])
+    cells = cells.drop(columns=[f"metric {la}", f"metric {lb}"])
+    cells["_v"] = cells["variant"].map(order.index)
+    cells = cells.sort_values(["_v"], kind="stable").drop(columns="_v").reset_index(drop=True)
+    return variants, cells
+
+
+# ------------------------------------------------------------------------------------------ learning curves
+def resolve_run_dir(directory: Path, run: dict | pd.Series) -> Path | None:
+    """Where a run's files are. `run_dir` in runs.csv is relative to the directory `ablate` ran in, which the
+    report does not know: an absolute path is used as is; a relative one is tried against the results directory
+    and each of its parents (nearest first), then the current directory, then the standard layout
+    `<directory>/runs/<variant>/<task>/s<seed>`. A candidate whose result.json names another run is skipped, so
+    two copies of `results/<name>` (e.g. in compare mode) never read each other's curves. None if not found."""
+    directory = Path(directory).resolve()
+    given = str(run.get("run_dir") or "")
+    candidates = []
+    if given:
+        path = Path(given)
+        if path.is_absolute():
+            candidates.append(path)
+        else:
+            candidates += [base / path for base in (directory, *directory.parents)]
+            candidates.append(Path.cwd() / path)
+    seed = run.get("seed")
+    if not pd.isna(seed):
+        candidates.append(directory / "runs" / str(run.get("variant")) / str(run.get("task")) / f"s{int(seed)}")
+    for candidate in candidates:
+        if not candidate.is_dir():
+            continue
+        result = candidate / "result.json"
+        if result.exists():
+            try:
+                data = json.loads(result.read_text())
+                if (str(data.get("variant")), str(data.get("task"))) != (str(run.get("variant")),
+                                                                          str(run.get("task"))):
+                    continue
+                if not pd.isna(seed) and data.get("seed") is not None and int(data["seed"]) != int(seed):
+                    continue
+            except (OSError, json.JSONDecodeError, TypeError, ValueError):
+                pass
+        if (candidate / "metrics.csv").exists() or result.exists():
+            return candidate
+    return None
+
+
+def read_curves(results: ResultSet) -> pd.DataFrame:
+    """Validation curves of every run: variant, task, seed, status, metric, step, value (the task's metric on
+    the validation split, from Lightning's metrics.csv). Runs without a readable log are skipped."""
+    frames = []
+    for run in results.runs.to_dict("records"):
+        run_dir = resolve_run_dir(results.directory, run)
+        if run_dir is None or not (run_dir / "metrics.csv").exists():
+            continue
+        try:
+            log = pd.read_csv(run_dir / "metrics.csv")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+            continue
+        column = f"val/{run['metric']}"
+        if column not in log.columns or "step" not in log.columns:
+            continue
+        log = log[["step", column]].apply(pd.to_numeric, errors="coerce").dropna()
+        log = log.groupby("step", as_index=False)[column].last()  # one value per step
+        if log.empty:
+            continue
+        frames.append(pd.DataFrame({"variant": run["variant"], "task": run["task"], "seed": run["seed"],
+                                    "status": run["status"], "metric": run["metric"], "step": log["step"],
+                                    "value": log[column]}))
+    if not frames:
+        return pd.DataFrame(columns=["variant", "task", "seed", "status", "metric", "step", "value"])
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,147 @@
+"""report.md, the self-contained report.html, figures/ and tables/ from a results directory."""
+
+import re
+
+import pandas as pd
+import pytest
+
+from ablations.report import build_report, latex_escape, write_report
+from tests.ablations.fixtures.synthetic import make_results, standard_spec, standard_trials
+
+FIGURES = ["resilience_heatmap", "learning_curves", "lr_sensitivity", "cost"]
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    directory = make_results(tmp_path_factory.mktemp("rep") / "abl", standard_spec(4), trials=standard_trials())
+    return directory, build_report(directory)
+
+
+def _img_sources(text: str) -> list[str]:
+    return re.findall(r"<img\b[^>]*\bsrc=\"([^\"]*)\"", text)
+
+
+def test_every_figure_and_table_is_written(full):
+    directory, report = full
+    assert report["errors"] == []
+    for name in FIGURES:
+        assert (directory / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert report["figures"][name] == directory / "figures" / f"{name}.png"
+    for name in ("summary", "resilience", "optimisability"):
+        assert (directory / "tables" / f"{name}.csv").exists() and (directory / "tables" / f"{name}.tex").exists()
+    summary = pd.read_csv(directory / "tables" / "summary.csv")
+    assert {"n_ok", "n_diverged", "n_pruned", "n_failed", "mean", "ci_low", "ci_high", "delta", "p_value",
+            "p_holm", "norm_mean", "verdict"} <= set(summary.columns)
+    assert len(summary) == 8
+    resilience = pd.read_csv(directory / "tables" / "resilience.csv")
+    assert {"variant", "resilience", "ci_low", "ci_high", "norm_copy", "verdict_char_lm"} <= set(resilience.columns)
+    tex = (directory / "tables" / "summary.tex").read_text()
+    assert "\\begin{tabular}" in tex and "no\\_residual" in tex and "\\bottomrule" in tex
+    assert not any(ch in tex for ch in "▲▼✗±−")
+    assert not list(directory.rglob("*.tmp"))
+
+
+def test_html_is_self_contained(full):
+    directory, report = full
+    text = report["report_html"].read_text()
+    sources = _img_sources(text)
+    assert len(sources) == len(FIGURES)
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+    assert "<link" not in text and "<script" not in text and "http://" not in text and "https://" not in text
+    assert "no_residual" in text and "<table>" in text
+
+
+def test_findings_are_computed_from_the_data(full):
+    directory, report = full
+    found = "\n".join(report["findings"])
+    assert re.search(r"\*\*no_residual\*\*: worse on copy \(−0\.300 accuracy, p[=<][0-9.]+ Holm\), "
+                     r"char_lm \(\+0\.600 bits per char, p[=<][0-9.]+ Holm\)", found)
+    assert "**dead**: broken on copy" in found and "char_lm (normalised 0.00, 4/4 runs diverged/failed)" in found
+    assert "**same**: no significant change on" in found
+    assert re.search(r"\*\*no_residual\*\*.*resilience 0\.\d\d \[0\.\d\d, 0\.\d\d\]", found)
+    # most affected first
+    assert found.index("**dead**") < found.index("**no_residual**") < found.index("**same**")
+    md = report["report_md"].read_text()
+    assert md.index("## Findings") < md.index("## Resilience") < md.index("## Methods")
+    for statement in ("Welch", "Holm", "Student-t", "bootstrap", "counts as the task's chance level"):
+        assert statement in md
+    assert "![" in md and "(figures/resilience_heatmap.png)" in md
+
+
+def test_provenance_comes_from_the_manifest(full):
+    directory, report = full
+    md = report["report_md"].read_text()
+    assert "`ablate run ablation=abl`" in md and "`cafe1234`" in md and "Test CPU" in md
+    assert "Seeds: 0, 1, 2, 3" in md
+    assert "Total compute: 1 min 20 s (80 s) over 32 runs" in md
+
+
+def test_without_trials_or_manifest(tmp_path):
+    directory = make_results(tmp_path / "abl", standard_spec(2), manifest=False)
+    report = build_report(directory)
+    assert report["errors"] == [] and "lr_sensitivity" not in report["figures"]
+    assert set(report["figures"]) == {"resilience_heatmap", "learning_curves", "cost"}
+    md = report["report_md"].read_text()
+    assert "Optimisability" not in md and "not recorded (no manifest.json)" in md
+    assert "versions" not in md.lower() or "suite 0.1.0" in md  # versions fall back to a run's result.json
+
+
+def test_a_directory_of_only_diverged_runs_still_gets_a_report(tmp_path):
+    spec = {("baseline", "copy"): ["diverged"] * 2, ("v", "copy"): ["diverged", "failed"]}
+    directory = make_results(tmp_path / "abl", spec)
+    report = build_report(directory)
+    assert report["errors"] == []
+    cells = report["aggregate"].cells.set_index("variant")
+    assert set(cells["verdict"]) == {"broken"}
+    assert all(src.startswith("data:") for src in _img_sources(report["report_html"].read_text()))
+    assert "no better than chance" in report["report_md"].read_text()
+
+
+def test_an_empty_directory_gets_a_report(tmp_path):
+    report = build_report(tmp_path)
+    assert report["report_html"].exists() and "No runs" in report["report_md"].read_text()
+
+
+def test_compare_puts_two_result_sets_side_by_side(full, tmp_path):
+    directory, _ = full
+    spec = standard_spec(3)
+    spec[("no_residual", "copy")] = [0.85, 0.86, 0.87]  # deeper model: removing residuals hurts less on copy
+    other = make_results(tmp_path / "deep" / "abl", spec)
+    report = build_report(other, compare=directory)
+    assert report["errors"] == [] and "compare_resilience" in report["figures"]
+    table = pd.read_csv(other / "tables" / "compare.csv").set_index("variant")
+    mine = report["aggregate"].resilience.set_index("variant")["resilience"]
+    theirs = report["compare"].resilience.set_index("variant")["resilience"]
+    labels = [c.removeprefix("resilience ") for c in table.columns if c.startswith("resilience ")]
+    assert len(labels) == 2 and labels[0] != labels[1]
+    assert table.loc["no_residual", f"resilience {labels[0]}"] == pytest.approx(mine["no_residual"])
+    assert table.loc["no_residual", f"resilience {labels[1]}"] == pytest.approx(theirs["no_residual"])
+    cells = pd.read_csv(other / "tables" / "compare_cells.csv")
+    assert len(cells) == 8 and {f"verdict {labels[0]}", f"verdict {labels[1]}"} <= set(cells.columns)
+    md = report["report_md"].read_text()
+    assert "## Comparison" in md
+    line = [f for f in report["findings"] if f.startswith(f"**{labels[0]} vs {labels[1]}**")]
+    assert len(line) == 1 and "no_residual" in line[0]
+    html_text = report["report_html"].read_text()
+    assert len(_img_sources(html_text)) == 4 and all(s.startswith("data:") for s in _img_sources(html_text))
+
+    # a later report without compare= removes the comparison's figure and tables, which would be stale
+    report = build_report(other)
+    assert "compare_resilience" not in report["figures"]
+    assert not (other / "figures" / "compare_resilience.png").exists()
+    assert not (other / "tables" / "compare.csv").exists() and not (other / "tables" / "compare_cells.tex").exists()
+    assert "## Comparison" not in report["report_md"].read_text()
+
+
+def test_write_report_keeps_the_old_entry_point(tmp_path):
+    directory = make_results(tmp_path / "abl", {("baseline", "copy"): [0.9], ("no_residual", "copy"): [0.5]},
+                             manifest=False)
+    path = write_report(directory, ablation="abl", description="desc", baseline="baseline", command="ablate run x")
+    assert path == directory / "report.md"
+    text = path.read_text()
+    assert "| baseline |" in text and "| no_residual |" in text and "copy (accuracy)" in text
+    assert "`ablate run x`" in text and "desc" in text
+
+
+def test_latex_escaping():
+    assert latex_escape("a_b & 50% ▼") == r"a\_b \& 50\% $\blacktriangledown$"
