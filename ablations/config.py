@@ -190,15 +190,26 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose `conf/config.yaml` with overrides, rejecting unknown names and keys in one line."""
+    """Compose `conf/config.yaml` with overrides, rejecting unknown names and keys in one line.
+
+    `size=<name>` applies the task's preset for that size (`sizes.<name>` in its task file) before the
+    command-line overrides, so that an explicit `trainer.max_steps=` still wins."""
     _check_overrides(list(overrides))
-    return _compose(list(overrides))
+    cfg = _compose(list(overrides))
+    if cfg.size not in cfg.sizes:
+        raise ConfigError(f"unknown size '{cfg.size}' for task {cfg.task.name}{closest(str(cfg.size), cfg.sizes)}; "
+                          f"valid: {', '.join(cfg.sizes)}")
+    preset = [str(o) for o in cfg.sizes[cfg.size]]
+    if not preset:
+        return cfg
+    _check_overrides(preset + list(overrides))
+    return _compose(preset + list(overrides))
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """Validate every section strictly and return plain values."""
     data = OmegaConf.to_container(cfg, resolve=True)
-    expected = {"model", "task", "optim", "trainer", "seed", "out", "sweep", "ablation"}
+    expected = {"model", "task", "optim", "trainer", "seed", "out", "sweep", "ablation", "size", "sizes"}
     for key in data:
         if key not in expected:
             raise ConfigError(f"unknown config key '{key}'{closest(key, expected)}; valid: {', '.join(sorted(expected))}")

@@ -211,3 +211,17 @@ def test_nan_numbers_are_rejected(section, key):
     cls, values = (OptimConfig, OPTIM) if section == "optim" else (TrainerConfig, TRAINER)
     with pytest.raises(ConfigError, match=f"{section}.{key}"):
         cls(**{**values, key: float("nan")})
+
+
+@pytest.mark.parametrize("task", sorted(TASKS.names()))
+def test_every_task_has_a_standard_size_with_a_bigger_budget(task):
+    quick = to_run_config(compose_config([f"task={task}"]))
+    standard = to_run_config(compose_config([f"task={task}", "size=standard"]))
+    assert standard.trainer.max_steps > quick.trainer.max_steps
+    explicit = to_run_config(compose_config([f"task={task}", "size=standard", "trainer.max_steps=5"]))
+    assert explicit.trainer.max_steps == 5  # the command line wins over the size preset
+
+
+def test_an_unknown_size_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown size 'huge' for task copy; valid: quick, standard"):
+        compose_config(["size=huge"])
