@@ -190,6 +190,8 @@ def cmd_worker(args) -> int:
     import json
     import os
 
+    from omegaconf import OmegaConf
+
     from ablations.config import compose_config, dedupe_overrides, override_key
     from ablations.grid import Ablation
     from ablations.sweep import SweepConfig
@@ -212,7 +214,7 @@ def cmd_worker(args) -> int:
     overrides = dedupe_overrides([*overrides, f"out={args.directory}"])
     cfg = compose_config(overrides)
     ablation = Ablation.from_dict(manifest["ablation"])
-    sweep = SweepConfig.from_dict(dict(compose_config(overrides).sweep))
+    sweep = SweepConfig.from_dict(OmegaConf.to_container(cfg.sweep, resolve=True))
     if not sweep.tunes:
         raise ConfigError(f"{args.directory} is not a tuned sweep (sweep={sweep.name}); workers join sweeps only")
     keys = {override_key(o) for o in overrides}

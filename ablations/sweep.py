@@ -28,7 +28,6 @@ import multiprocessing
 import os
 import re
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -494,7 +493,3 @@ def start_local_workers(worker: Worker, n: int) -> list:
         process.start()
         processes.append(process)
     return processes
-
-
-def stderr(message: str) -> None:
-    print(message, file=sys.stderr)

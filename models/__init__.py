@@ -6,7 +6,7 @@ import models.memory  # noqa: F401
 import models.norm  # noqa: F401
 import models.placement  # noqa: F401
 import models.position  # noqa: F401
-import models.residual  # noqa: F401
+import models.residual  # noqa: F401  (imported for its registrations)
 from models.components import REGISTRIES
 from models.config import ModelConfig
 from models.errors import ConfigError

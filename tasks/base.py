@@ -11,7 +11,9 @@ Targets use one convention for every task: class ids, with `IGNORE` at positions
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -112,12 +114,9 @@ def positive_int(task: str, **values) -> None:
             raise ConfigError(f"task.{key} of task {task} must be a positive integer, got {value!r}")
 
 
-def cache_dir() -> "Path":
+def cache_dir() -> Path:
     """Where costly generated data are cached: `$ABLATE_CACHE`, else `results/cache` under the working directory.
     Files in it are named by the task's parameters, so a changed parameter never reads a stale file."""
-    import os
-    from pathlib import Path
-
     path = Path(os.environ.get("ABLATE_CACHE") or Path("results") / "cache")
     path.mkdir(parents=True, exist_ok=True)
     return path
