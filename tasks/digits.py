@@ -35,6 +35,21 @@ def _partition(n_total: int) -> dict[str, torch.Tensor]:
     return {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
 
 
+def select_images(task: str, split: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n images (n, 8, 8) and labels of a split; the seed picks which training images (when n is smaller)
+    and their order, while val and test are fixed."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+    images, labels = _images()
+    index = _partition(len(labels))[split]
+    if n > len(index):
+        raise ConfigError(f"{task} has {len(index)} {split} images, {n} requested")
+    if split == "train":
+        index = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))]
+    index = index[:n]
+    return images[index], labels[index]
+
+
 @TASKS.register("digits")
 class Digits(Task):
     modality = "image"
@@ -68,16 +83,7 @@ class Digits(Task):
         return len(_partition(len(_images()[1]))[split])
 
     def make_split(self, split: str, n: int, seed: int) -> Split:
-        if split not in SPLITS:
-            raise ConfigError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
-        images, labels = _images()
-        index = _partition(len(labels))[split]
-        if n > len(index):
-            raise ConfigError(f"digits has {len(index)} {split} images, {n} requested")
-        if split == "train":  # the seed picks which training images (when n is smaller) and their order
-            index = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))]
-        index = index[:n]
+        x, labels = select_images(self.name, split, n, seed)  # (n, 8, 8), (n,)
         p = self.params.patch
-        x = images[index]  # (n, 8, 8)
         patches = x.unfold(1, p, p).unfold(2, p, p).reshape(n, (8 // p) ** 2, p * p)
-        return Split(patches.contiguous(), labels[index])
+        return Split(patches.contiguous(), labels)

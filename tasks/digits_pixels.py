@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from models.errors import ConfigError
-from tasks.base import SPLITS, TASKS, Split, Task
-from tasks.digits import _images, _partition
+from tasks.base import TASKS, Split, Task
+from tasks.digits import _images, _partition, select_images
 
 _PERMUTATION_SEED = 15040941  # fixes the pixel order of `permute=true`, independent of run seeds
 
@@ -65,14 +65,6 @@ class DigitsPixels(Task):
         return len(_partition(len(_images()[1]))[split])
 
     def make_split(self, split: str, n: int, seed: int) -> Split:
-        if split not in SPLITS:
-            raise ConfigError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
-        images, labels = _images()
-        index = _partition(len(labels))[split]
-        if n > len(index):
-            raise ConfigError(f"digits_pixels has {len(index)} {split} images, {n} requested")
-        if split == "train":  # the seed picks which training images (when n is smaller) and their order
-            index = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))]
-        index = index[:n]
-        pixels = images[index].reshape(n, 64)[:, pixel_order(self.params.permute)]
-        return Split(pixels.unsqueeze(-1).contiguous(), labels[index])
+        images, labels = select_images(self.name, split, n, seed)
+        pixels = images.reshape(n, 64)[:, pixel_order(self.params.permute)]
+        return Split(pixels.unsqueeze(-1).contiguous(), labels)
