@@ -54,6 +54,14 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, position, prefix=None) -> torch.Tensor:
         b, t, d = x.shape
+        q, k, v, bias, n_prefix = self.heads(x, position, prefix)
+        y = self.mix(q, k, v, bias=bias, n_prefix=n_prefix)
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def heads(self, x: torch.Tensor, position, prefix=None):
+        """Queries (b, h, t, hd), keys and values (b, h, n_prefix + t, hd) with positions applied and key/value
+        heads repeated for their query groups, the additive score bias (or None) and the number of memory slots."""
+        b, t, d = x.shape
         q, k, v = self.qkv(x).split(self.split, dim=-1)
         q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
@@ -71,12 +79,32 @@ class MultiHeadAttention(nn.Module):
         bias = position.score_bias(t, t, x.device)
         if bias is not None and n_prefix:  # memory slots carry no position: no bias towards them
             bias = torch.cat([bias.new_zeros(*bias.shape[:-1], n_prefix), bias], dim=-1)
-        y = self.mix(q, k, v, bias=bias, n_prefix=n_prefix)
-        return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+        return q, k, v, bias, n_prefix
 
     def mix(self, q, k, v, *, bias, n_prefix: int) -> torch.Tensor:
         """q (b, h, t, hd), k and v (b, h, n_prefix + t, hd) -> (b, h, t, hd)."""
         raise NotImplementedError  # each registered variant implements its own mixing rule
+
+    def mixing_weights(self, q, k, *, bias, n_prefix: int) -> torch.Tensor | None:
+        """The (b, h, t, n_prefix + t) attention weights `mix` applies to the values, for diagnostics (attention
+        entropy); None for variants that never form them (kernelised linear attention)."""
+        return None
+
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor, position, prefix=None) -> torch.Tensor | None:
+        """The attention weights of input x (b, t, d), recomputed outside the fused kernel (slow; diagnostics)."""
+        q, k, _, bias, n_prefix = self.heads(x, position, prefix)
+        return self.mixing_weights(q, k, bias=bias, n_prefix=n_prefix)
+
+
+def softmax_weights(q, k, bias, allowed) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias) over the allowed keys: what the SDPA kernel computes without showing."""
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    if bias is not None:
+        scores = scores + bias.to(scores.dtype)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    return scores.softmax(-1)
 
 
 class ScoredAttention(MultiHeadAttention):
@@ -95,14 +123,17 @@ class ScoredAttention(MultiHeadAttention):
     def weights(self, scores: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError  # each registered variant implements its own normaliser
 
-    def mix(self, q, k, v, *, bias, n_prefix):
+    def mixing_weights(self, q, k, *, bias, n_prefix):
         q, k = self.prepare(q, k)
         scores = (q @ k.transpose(-2, -1)) * self.scale()
         if bias is not None:
             scores = scores + bias.to(scores.dtype)
         allowed = visible(q.shape[2], k.shape[2], causal=self.causal, prefix=n_prefix,
                           window=getattr(self, "window", 0), device=q.device)
-        attn = self.weights(scores, allowed)
+        return self.weights(scores, allowed)
+
+    def mix(self, q, k, v, *, bias, n_prefix):
+        attn = self.mixing_weights(q, k, bias=bias, n_prefix=n_prefix)
         if self.training and self.dropout:
             attn = nn.functional.dropout(attn, self.dropout)
         return attn @ v

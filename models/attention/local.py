@@ -8,7 +8,7 @@ ablation is about what the model can see, not about speed. Supports `causal`, `r
 """
 import torch.nn.functional as F
 
-from models.attention._base import MultiHeadAttention, visible
+from models.attention._base import MultiHeadAttention, softmax_weights, visible
 from models.components import ATTENTION
 
 
@@ -28,3 +28,7 @@ class LocalAttention(MultiHeadAttention):
         bias = mask if bias is None else bias + mask
         dropout = self.dropout if self.training else 0.0
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+
+    def mixing_weights(self, q, k, *, bias, n_prefix):
+        return softmax_weights(q, k, bias, visible(q.shape[2], k.shape[2], causal=self.causal, prefix=n_prefix,
+                                                   window=self.window, device=q.device))

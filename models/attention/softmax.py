@@ -2,7 +2,7 @@
 computed by `F.scaled_dot_product_attention` so that PyTorch picks its fastest kernel."""
 import torch.nn.functional as F
 
-from models.attention._base import MultiHeadAttention, visible
+from models.attention._base import MultiHeadAttention, softmax_weights, visible
 from models.components import ATTENTION
 
 
@@ -17,3 +17,7 @@ class SoftmaxAttention(MultiHeadAttention):
             mask = q.new_zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
             bias = mask if bias is None else bias + mask
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+
+    def mixing_weights(self, q, k, *, bias, n_prefix):
+        return softmax_weights(q, k, bias, visible(q.shape[2], k.shape[2], causal=self.causal, prefix=n_prefix,
+                                                   device=q.device))

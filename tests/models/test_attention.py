@@ -518,3 +518,80 @@ def test_none_rejects_every_position_and_memory_with_needs():
             if getattr(registry.get(name), "needs", frozenset()):
                 with pytest.raises(ConfigError):
                     ModelConfig(attention="none", **{field: name})
+
+
+# --- kernelised attention: the chunked causal form equals the quadratic form -----------------------------------
+
+@MODES
+@pytest.mark.parametrize("t", [1, 5, 63, 64, 65, 130, 200])
+@pytest.mark.parametrize("prefix", [0, 3])
+def test_kernel_mix_equals_naive_at_lengths_around_the_chunk(causal, t, prefix):
+    """Lengths below, at and around multiples of the chunk (64), with and without memory slots."""
+    from models.attention._kernel import CHUNK, kernel_mix
+
+    assert CHUNK == 64  # the lengths above straddle it
+    q, k, v = qkv(b=1, h=2, t=t, hd=8, prefix=prefix, seed=t)
+    phi_q, phi_k = F.elu(q) + 1, F.elu(k) + 1
+    allowed = naive_mask(t, prefix, causal) if causal else None
+    expected = naive_kernel(phi_q.double(), phi_k.double(), v.double(), allowed, 1e-6).float()
+    close(kernel_mix(phi_q, phi_k, v, causal=causal, n_prefix=prefix, eps=1e-6), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 16, 64, 1000])
+def test_kernel_chunk_size_does_not_change_the_result(chunk):
+    from models.attention import _kernel
+
+    q, k, v = qkv(b=2, h=2, t=50, hd=8, seed=3)
+    phi_q, phi_k = F.elu(q) + 1, F.elu(k) + 1
+    num, den = _kernel._causal_chunked(phi_q, phi_k, v, chunk)
+    allowed = naive_mask(50, 0, True).double()
+    scores = (phi_q.double() @ phi_k.double().transpose(-2, -1)) * allowed
+    close(num.double(), scores @ v.double(), atol=1e-4, rtol=1e-5)
+    close(den.double(), scores.sum(-1), atol=1e-4, rtol=1e-5)
+
+
+@MODES
+@pytest.mark.parametrize("t", [10, 64, 100])
+def test_performer_equals_naive_quadratic_kernel(causal, t):
+    """Performer's O(T) sums equal the quadratic form of its own random-feature kernel."""
+    module, _ = attention("performer", causal)
+    q, k, v = qkv(t=t, hd=8, prefix=2, seed=t, scale=0.5)
+    phi_q, phi_k = module.features(q, True), module.features(k, False)
+    allowed = naive_mask(t, 2, True) if causal else None
+    expected = naive_kernel(phi_q.double(), phi_k.double(), v.double(), allowed, module.eps).float()
+    close(module.mix(q, k, v, bias=None, n_prefix=2), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_causal_kernel_memory_grows_linearly_not_with_the_state_per_step():
+    """The chunked form never holds a (feature x value) state per time step: the largest tensor saved for
+    backward at T=1024 is far below T * f * e elements (what the per-step cumulative state would need)."""
+    from models.attention._kernel import kernel_mix
+
+    t, f, e = 1024, 32, 32
+    q, k, v = (randn(1, 1, t, n, seed=i).requires_grad_() for i, n in enumerate((f, f, e)))
+    largest = 0
+
+    def pack(x):
+        nonlocal largest
+        largest = max(largest, x.numel())
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        kernel_mix(F.elu(q) + 1, F.elu(k) + 1, v, causal=True, n_prefix=0, eps=1e-6).sum()
+    assert largest < t * f * e / 8
+
+
+@pytest.mark.parametrize("name", MIXERS)
+@MODES
+def test_attention_weights_are_the_weights_mix_applies(name, causal):
+    """`attention_weights` (for the entropy diagnostic) must be exactly what the variant mixes values with."""
+    module, cfg = attention(name, causal)
+    position, x = BiasPosition(cfg, 64), randn(2, 12, cfg.d_model)
+    weights = module.attention_weights(x, position, memory(cfg))
+    if module.linear_time:
+        assert weights is None  # kernelised attention never forms the matrix
+        return
+    assert weights.shape == (2, cfg.n_heads, 12, 3 + 12)
+    _, _, v, _, _ = module.heads(x, position, memory(cfg))
+    expected = module.out_proj((weights @ v).transpose(1, 2).reshape(2, 12, cfg.d_model))
+    close(module(x, position, memory(cfg)), expected, atol=1e-5)
