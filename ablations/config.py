@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -24,6 +25,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ablations.plugins import load_plugins
 from models import ModelConfig
 from models.errors import ConfigError
 from models.registry import closest
@@ -43,10 +45,31 @@ def conf_dir() -> Path:
     raise ConfigError(f"cannot find the config directory (looked in {checkout} and {packaged})")
 
 
-@lru_cache(maxsize=None)
+USER_CONFIG_ENV = "ABLATE_CONFIG_DIR"
+
+
+def user_conf_dir() -> Path | None:
+    """A config directory of the user's own (`$ABLATE_CONFIG_DIR`), searched after ours: its `ablation/*.yaml`,
+    `task/*.yaml`, ... add options to our groups without editing our files. None when the variable is unset."""
+    value = os.environ.get(USER_CONFIG_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(f"{USER_CONFIG_ENV}={value} is not a directory; it should hold config groups such as "
+                          f"ablation/*.yaml")
+    return path
+
+
 def group_options(group: str) -> tuple[str, ...]:
-    """The names a group accepts, from the YAML files in `conf/<group>/`."""
-    return tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
+    """The names a group accepts, from the YAML files in `conf/<group>/` and the user's config directory."""
+    return _group_options(group, user_conf_dir())
+
+
+@lru_cache(maxsize=None)
+def _group_options(group: str, user: Path | None) -> tuple[str, ...]:
+    folders = [conf_dir() / group] + ([user / group] if user else [])
+    return tuple(sorted({p.stem for folder in folders for p in folder.glob("*.yaml")}))
 
 
 def _strict(cls, section: str, values: dict):
@@ -93,10 +116,12 @@ class TrainerConfig:
     precision: str
     eval_batch_size: int
     divergence_factor: float
+    diagnostics_every: int = 0  # measure layer diagnostics every this many steps (0: off); see ablations/diagnostics.py
 
     def __post_init__(self):
         for name in ("max_steps", "val_every", "log_every", "devices", "eval_batch_size"):
             _check_number("trainer", name, getattr(self, name), positive=True, integer=True)
+        _check_number("trainer", "diagnostics_every", self.diagnostics_every, integer=True)
         _check_number("trainer", "divergence_factor", self.divergence_factor, positive=True)
         precisions = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
         if self.precision not in precisions:

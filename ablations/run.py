@@ -21,6 +21,7 @@ from optuna.exceptions import TrialPruned
 
 from ablations import __version__
 from ablations.config import RunConfig
+from ablations.diagnostics import Diagnostics
 from ablations.module import AblationModule, evaluate
 from ablations.results import write_json_atomic
 from models import build_model
@@ -72,6 +73,11 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
     module = AblationModule(model, cfg.optim, cfg.trainer.max_steps, cfg.trainer.log_every,
                             cfg.trainer.divergence_factor)
     accelerator, precision = resolve_hardware(cfg.trainer.accelerator, cfg.trainer.precision)
+    callbacks = list(callbacks)
+    diagnostics = None
+    if cfg.trainer.diagnostics_every:
+        diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs)
+        callbacks.append(diagnostics)
     trainer = pl.Trainer(
         max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
         strategy=cfg.trainer.strategy,
@@ -79,7 +85,7 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
         val_check_interval=cfg.trainer.val_every, check_val_every_n_epoch=None,
         log_every_n_steps=cfg.trainer.log_every, num_sanity_val_steps=0, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, deterministic=not torch.cuda.is_available(),
-        callbacks=list(callbacks))
+        callbacks=callbacks)
     status, error, metrics = "ok", "", {}
     start = time.perf_counter()
     try:
@@ -90,10 +96,12 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         (run_dir / "error.txt").write_text(traceback.format_exc())
     wall = time.perf_counter() - start
-    if module.diverged_step is not None and status == "ok":
-        status = "diverged"
+    if module.diverged_step is not None and status in ("ok", "failed"):
+        status = "diverged"  # an error after the loss blew up (non-finite activations) is the divergence's doing
     if not trainer.is_global_zero:  # other ranks of a distributed run: rank 0 tests and writes the result
         return {}
+    if diagnostics is not None:  # also for diverged, pruned and failed runs: how they got there is the point
+        diagnostics.write(run_dir, run_dir / "metrics.csv")
     steps = trainer.global_step
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if status == "ok":
