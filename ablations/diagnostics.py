@@ -234,15 +234,14 @@ def loss_events(metrics_csv: Path) -> pd.DataFrame:
 
 def read_diagnostics(directory: Path, runs: pd.DataFrame) -> pd.DataFrame:
     """Every run's diagnostics.csv with its run's variant, task and seed (runs without one are skipped)."""
+    from ablations.aggregate import resolve_run_dir
+
     frames = []
-    for _, run in runs.iterrows():
-        path = Path(str(run["run_dir"])) / "diagnostics.csv"
-        if not path.is_absolute() and not path.exists():
-            path = Path(directory) / "runs" / str(run["variant"]) / str(run["task"]) / f"s{run['seed']}" / \
-                "diagnostics.csv"
-        if path.is_file():
-            frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-            frame["branch"] = frame["branch"].fillna("")
+    for run in runs.to_dict("records"):
+        run_dir = resolve_run_dir(directory, run)
+        path = run_dir / "diagnostics.csv" if run_dir is not None else None
+        if path is not None and path.is_file():
+            frame = pd.read_csv(path, dtype={"branch": str}, keep_default_na=False, na_values={"value": [""]})
             frames.append(frame.assign(variant=run["variant"], task=run["task"], seed=run["seed"]))
     if not frames:
         return pd.DataFrame(columns=COLUMNS + ["variant", "task", "seed"])

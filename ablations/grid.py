@@ -1,8 +1,9 @@
 """Expanding an ablation into its grid of runs: variants x tasks x seeds.
 
 An ablation (conf/ablation/<name>.yaml) names a baseline variant and every variant as a list of overrides on
-top of the base config. A cell's overrides are applied in this order, later ones winning: the user's
-command-line overrides, then the cell's task and seed, then the variant's own overrides (they define it).
+top of the base config. A cell's overrides are applied in this order, later ones winning: the ablation's own
+shared `overrides` (its defaults, e.g. a budget), the user's command-line overrides, then the cell's task and
+seed, then the variant's own overrides (they define it). `cell_overrides` builds that list.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ class Ablation:
     tasks: tuple[str, ...]
     seeds: tuple[int, ...]
     variants: dict[str, tuple[str, ...]]
+    sweep: str | None = None  # the sweep profile to run with when the command line names none
+    overrides: tuple[str, ...] = ()  # every cell's defaults: the command line overrides them, the variant's own win
 
     @classmethod
     def from_dict(cls, data: dict) -> "Ablation":
-        known = ("name", "description", "baseline", "tasks", "seeds", "variants")
+        """A plain ablation; see `Suite.from_dict` for an ablation made of parts."""
+        known = ("name", "description", "baseline", "tasks", "seeds", "variants", "sweep", "overrides")
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"unknown ablation key 'ablation.{unknown[0]}'; valid: "
@@ -58,7 +62,8 @@ class Ablation:
                                   f"e.g. [model.residual=none], got {overrides!r}")
         ablation = cls(name=name, description=str(data.get("description") or ""), baseline=str(data["baseline"]),
                        tasks=tuple(tasks), seeds=tuple(seeds),
-                       variants={str(k): tuple(v or ()) for k, v in variants.items()})
+                       variants={str(k): tuple(v or ()) for k, v in variants.items()},
+                       sweep=_sweep_name(name, data.get("sweep")), overrides=_overrides(name, data.get("overrides")))
         if ablation.baseline not in ablation.variants:
             raise ConfigError(f"ablation {name}: baseline '{ablation.baseline}' is not one of its "
                               f"variants; valid: {', '.join(ablation.variants)}")
@@ -76,6 +81,82 @@ class Ablation:
         order = [self.baseline] + [v for v in self.variants if v != self.baseline]
         return [Cell(variant, task, seed, self.variants[variant])
                 for task in (tasks or self.tasks) for seed in (seeds or self.seeds) for variant in order]
+
+
+#: what a suite's combined report can be (`report:` in its file): an index of its parts, or the claims report
+SUITE_REPORTS = ("parts", "claims")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """An ablation made of parts, each a plain ablation with its own variants, tasks, seeds and sweep profile.
+
+    Why: one question can need several grids that do not share a cross product (the claims ablation sweeps depth
+    on one task, removes components on another and covers every modality with the baseline alone). Each part
+    runs into `<out>/<part>/` as if it were its own `ablate run`, with its own runs.csv, study and report; the
+    suite then writes one combined report (`report: parts` an index, `report: claims` the claims report).
+    """
+
+    name: str
+    description: str
+    parts: dict[str, Ablation]
+    report: str = "parts"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Suite":
+        known = ("name", "description", "sweep", "parts", "report")
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown key 'ablation.{unknown[0]}' in an ablation with parts; valid: "
+                              f"{', '.join('ablation.' + k for k in known)}")
+        name = str(data.get("name") or "")
+        parts = data.get("parts")
+        if not name or not hasattr(parts, "items") or not parts:
+            raise ConfigError(f"ablation {name or '?'}: `parts` must map each part's name to an ablation (baseline, "
+                              f"tasks, seeds, variants)")
+        report = str(data.get("report") or "parts")
+        if report not in SUITE_REPORTS:
+            raise ConfigError(f"ablation {name}: unknown report '{report}'; valid: {', '.join(SUITE_REPORTS)}")
+        built = {}
+        for part, spec in parts.items():
+            if not hasattr(spec, "items"):
+                raise ConfigError(f"ablation {name}: part '{part}' must be an ablation (baseline, tasks, seeds, "
+                                  f"variants)")
+            spec = {"name": f"{name}-{part}", "sweep": data.get("sweep"), **dict(spec)}
+            built[str(part)] = Ablation.from_dict(spec)
+        return cls(name=name, description=str(data.get("description") or ""), parts=built, report=report)
+
+
+def load_ablation(data: dict) -> "Ablation | Suite":
+    """An ablation file's content: a plain ablation, or a suite when it has `parts`."""
+    return Suite.from_dict(data) if "parts" in data else Ablation.from_dict(data)
+
+
+def cell_overrides(ablation: Ablation, user: list[str], cell: Cell) -> list[str]:
+    """Everything a cell's config is composed from, in order (see the module docstring)."""
+    from ablations.config import dedupe_overrides
+
+    return dedupe_overrides([*ablation.overrides, *user, f"task={cell.task}", f"seed={cell.seed}", *cell.overrides])
+
+
+def _overrides(ablation: str, value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not _is_list(value) or not all(isinstance(o, str) for o in value):
+        raise ConfigError(f"ablation {ablation}: overrides must be a list such as [trainer.max_steps=400], "
+                          f"got {value!r}")
+    return tuple(value)
+
+
+def _sweep_name(ablation: str, value) -> str | None:
+    if value in (None, ""):
+        return None
+    from ablations.config import group_options
+
+    if str(value) not in group_options("sweep"):
+        raise ConfigError(f"ablation {ablation}: unknown sweep profile '{value}'; valid: "
+                          f"{', '.join(group_options('sweep'))}")
+    return str(value)
 
 
 def _is_list(value) -> bool:
