@@ -141,3 +141,32 @@ def test_the_claims_report_states_rule_verdict_and_evidence(tmp_path):
     assert text.count("*Rule:*") == 7 and text.count("**supported**") == 7
     assert "![" in text and "figures/layer_contributions.png" in text
     assert "<img src=\"data:image/png;base64," in report["report_html"].read_text()
+
+
+@pytest.mark.slow
+def test_ablate_run_ablation_claims_writes_every_part_and_the_claims_report(tmp_path, monkeypatch, capsys):
+    """The real `claims` ablation end to end at a toy budget (the command line beats the parts' own budgets)."""
+    from ablations.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    tiny = ["seed=0", "sweep.trials=1", "sweep.workers=1", "trainer.max_steps=6", "trainer.val_every=3",
+            "trainer.log_every=3", "trainer.diagnostics_every=3", "model.d_model=16", "model.d_ff=32",
+            "model.n_heads=2"]
+    assert main(["run", "-q", "ablation=claims", *tiny, "out=claims"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == "claims/claims.md"
+    assert "not applied to claims-modalities" in out.err  # sweep.* cannot make an untuned part tune
+    for part in ("depth", "components", "modalities", "memory"):
+        runs = pd.read_csv(tmp_path / "claims" / part / "runs.csv")
+        assert len(runs) > 0 and (tmp_path / "claims" / part / "report.md").exists()
+    depth = pd.read_csv(tmp_path / "claims" / "depth" / "runs.csv")
+    assert set(depth["variant"]) == {"pre_L6", "post_L6", "pre_L6_warmup", "post_L6_warmup", "pre_L2", "post_L2",
+                                     "zero_init_L6", "no_residual_L6"}
+    assert (tmp_path / "claims" / "depth" / "trials.csv").exists()  # tuned through the sweep machinery
+    assert not (tmp_path / "claims" / "modalities" / "trials.csv").exists()  # this part is not tuned
+    text = (tmp_path / "claims" / "claims.md").read_text()
+    assert text.count("*Rule:*") == 7 and "figures/layer_contributions.png" in text
+    assert (tmp_path / "claims" / "figures" / "layer_contributions.png").exists()
+    # `ablate report` rebuilds every part and the claims report
+    assert main(["report", "claims"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "claims/claims.md"

@@ -120,3 +120,59 @@ def test_a_variant_given_as_a_string_is_not_split_into_characters():
 def test_wrongly_shaped_values_are_config_errors(changes):
     with pytest.raises(ConfigError):
         Ablation.from_dict(spec(**changes))
+
+
+def test_shared_overrides_are_defaults_the_command_line_and_the_variant_beat():
+    from ablations.grid import cell_overrides
+
+    ablation = Ablation.from_dict(spec(overrides=["trainer.max_steps=400", "model.n_layers=6"],
+                                       variants={"base": [], "deep": ["model.n_layers=8"]}))
+    cells = {c.variant: c for c in ablation.cells(("copy",), (0,))}
+    assert cell_overrides(ablation, ["trainer.max_steps=10"], cells["base"]) == [
+        "model.n_layers=6", "trainer.max_steps=10", "task=copy", "seed=0"]
+    assert "model.n_layers=8" in cell_overrides(ablation, ["model.n_layers=2"], cells["deep"])
+    assert "model.n_layers=2" not in cell_overrides(ablation, ["model.n_layers=2"], cells["deep"])
+    with pytest.raises(ConfigError, match="overrides must be a list"):
+        Ablation.from_dict(spec(overrides="trainer.max_steps=4"))
+
+
+def test_an_ablation_may_name_its_sweep_profile():
+    assert Ablation.from_dict(spec(sweep="quick")).sweep == "quick"
+    with pytest.raises(ConfigError, match="unknown sweep profile 'quik'; valid: .*quick"):
+        Ablation.from_dict(spec(sweep="quik"))
+
+
+def test_a_suite_is_made_of_parts_that_inherit_its_sweep():
+    from ablations.grid import Suite, load_ablation
+
+    part = lambda **changes: {k: v for k, v in spec(**changes).items() if k != "name"}  # noqa: E731
+    data = {"name": "s", "description": "d", "sweep": "quick", "report": "claims",
+            "parts": {"one": part(), "two": part(sweep="none", tasks=["copy"])}}
+    suite = load_ablation(data)
+    assert isinstance(suite, Suite) and suite.report == "claims" and list(suite.parts) == ["one", "two"]
+    assert suite.parts["one"].name == "s-one" and suite.parts["one"].sweep == "quick"
+    assert suite.parts["two"].sweep == "none" and suite.parts["two"].tasks == ("copy",)
+    assert isinstance(load_ablation(spec()), Ablation)
+    with pytest.raises(ConfigError, match="unknown key 'ablation.baseline' in an ablation with parts"):
+        load_ablation({**data, "baseline": "x"})
+    with pytest.raises(ConfigError, match="unknown report 'nope'; valid: parts, claims"):
+        load_ablation({**data, "report": "nope"})
+    with pytest.raises(ConfigError, match="part 'two' must be an ablation"):
+        load_ablation({**data, "parts": {"two": ["x"]}})
+    with pytest.raises(ConfigError, match="unknown task 'nope'"):
+        load_ablation({**data, "parts": {"one": part(tasks=["nope"])}})
+
+
+def test_the_claims_ablation_file_is_a_valid_suite():
+    from omegaconf import OmegaConf
+
+    from ablations.config import compose_config
+    from ablations.grid import Suite, load_ablation
+
+    suite = load_ablation(OmegaConf.to_container(compose_config(["ablation=claims"]).ablation, resolve=True))
+    assert isinstance(suite, Suite) and suite.report == "claims"
+    assert set(suite.parts) == {"depth", "components", "modalities", "memory"}
+    from ablations.claims import CLAIMS
+
+    for claim in CLAIMS:  # every claim reads a part that exists
+        assert claim.part in suite.parts
