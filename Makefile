@@ -14,12 +14,16 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The example plugin package is installed too, so the tests see a real plugin found through its entry point.
+PLUGIN := examples/plugin-sigmoid-gate
+
+$(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e $(PLUGIN)
 	touch $(STAMP)
 
 run: $(STAMP)

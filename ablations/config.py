@@ -145,11 +145,14 @@ class RunConfig:
     seed: int
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "model": self.model.to_dict()}  # the model's own (see ModelConfig)
 
     def hash(self) -> str:
-        """A short content hash: two runs with the same hash computed the same thing."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A short content hash: two runs with the same hash computed the same thing. Diagnostics only read the
+        model on a held-out probe batch (no randomness, no update), so switching them does not change the hash."""
+        values = self.to_dict()
+        values["trainer"] = {k: v for k, v in values["trainer"].items() if k != "diagnostics_every"}
+        blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -205,8 +208,10 @@ def _check_overrides(overrides: list[str]) -> None:
 def _compose(overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
+        user = user_conf_dir()
+        search = [f"hydra.searchpath=[file://{user}]"] if user else []  # the user's groups, after ours
         with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name="config", overrides=search + list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
         raise ConfigError(f"invalid overrides {' '.join(overrides)}: {first.strip()}") from None
@@ -234,10 +239,13 @@ def compose_config(overrides: list[str]) -> DictConfig:
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """Validate every section strictly and return plain values."""
     data = OmegaConf.to_container(cfg, resolve=True)
-    expected = {"model", "task", "optim", "trainer", "seed", "out", "sweep", "ablation", "size", "sizes"}
+    expected = {"model", "task", "optim", "trainer", "seed", "out", "sweep", "ablation", "size", "sizes", "plugins"}
     for key in data:
         if key not in expected:
             raise ConfigError(f"unknown config key '{key}'{closest(key, expected)}; valid: {', '.join(sorted(expected))}")
+    # Plugins register names that the model and task below are checked against; loading here (once per process)
+    # also covers worker processes, which compose from the saved overrides.
+    load_plugins(data.get("plugins"))
     seed = data["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")

@@ -60,7 +60,10 @@ def token_spread(h: torch.Tensor) -> torch.Tensor:
 
 def rank1_residual(h: torch.Tensor) -> torch.Tensor:
     """Per sequence: the relative Frobenius distance of X = h[i] to its best rank-one approximation."""
-    s = torch.linalg.svdvals(h.detach().double())
+    h = h.detach().double()
+    if not torch.isfinite(h).all():  # a diverging model: the SVD would raise; the run's status says why
+        return torch.full(h.shape[:1], float("nan"), dtype=torch.float64)
+    s = torch.linalg.svdvals(h)
     return (1.0 - s[:, 0] ** 2 / (s ** 2).sum(dim=1).clamp_min(1e-30)).clamp_min(0.0).sqrt()
 
 

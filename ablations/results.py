@@ -12,6 +12,7 @@ import fcntl
 import io
 import json
 import os
+import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -65,10 +66,12 @@ def locked(directory: Path):
 
 
 def read_runs(directory: Path) -> pd.DataFrame:
-    """runs.csv as a DataFrame (empty, with the columns, when there is none yet)."""
+    """runs.csv as a DataFrame (empty, with the columns, when there is none yet). A corrupted file is a
+    one-line `ConfigError` naming the file and the line."""
     path = Path(directory) / "runs.csv"
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
+    check_csv(path, COLUMNS, statuses=STATUSES)
     try:
         # index_col=False and ParserWarning as an error: a row with extra fields is corruption, not an index
         # or a truncation; only empty fields are missing values, so a variant called "NA" stays a string.
@@ -77,10 +80,169 @@ def read_runs(directory: Path) -> pd.DataFrame:
             frame = pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ConfigError(f"corrupted results file {path}: {str(error).splitlines()[0]}") from None
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ConfigError(f"corrupted results file {path}: missing columns {', '.join(missing)}")
     return frame[COLUMNS]
+
+
+def _corrupted(path: Path, line: int, reason: str) -> ConfigError:
+    return ConfigError(f"corrupted results file {path}, line {line}: {reason}; repair or remove the file (a "
+                       f"resumed `ablate run` redoes the runs it no longer lists)")
+
+
+def check_csv(path: Path, columns: list[str], *, statuses=None) -> None:
+    """Raise a one-line `ConfigError` naming `path` and the line number when the CSV file is not what the suite
+    writes: undecodable bytes, a missing header or missing columns, a row with a different number of fields, an
+    unknown status."""
+    import csv
+
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _corrupted(path, data.count(b"\n", 0, error.start) + 1, "bytes that are not UTF-8 text") from None
+    if "\x00" in text:
+        raise _corrupted(path, text.count("\n", 0, text.index("\x00")) + 1, "a NUL byte (binary data)")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise _corrupted(path, 1, "no header (the file is empty)")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            raise _corrupted(path, 1, f"the header lacks the columns {shown}")
+        status_index = header.index("status") if statuses and "status" in header else None
+        start = reader.line_num + 1
+        for record in reader:
+            if not record:
+                start = reader.line_num + 1
+                continue
+            if len(record) != len(header):
+                raise _corrupted(path, start, f"expected {len(header)} fields, found {len(record)}")
+            if status_index is not None and record[status_index] not in statuses:
+                raise _corrupted(path, start, f"unknown status {record[status_index]!r} (valid: "
+                                              f"{', '.join(statuses)})")
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise _corrupted(path, reader.line_num, str(error)) from None
+
+
+def check_json(path: Path, *, kind: str = "results file") -> dict:
+    """A JSON object from `path`; anything else is a one-line `ConfigError` naming the file and the line."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        line = path.read_bytes().count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"corrupted {kind} {path}, line {line}: bytes that are not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"corrupted {kind} {path}, line {error.lineno}: {error.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"corrupted {kind} {path}, line 1: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_journal(path: Path) -> None:
+    """An Optuna journal file is one JSON object per line; a complete line that is not is a one-line
+    `ConfigError` naming the file and the line. (A last line without its newline is an append cut short by a
+    killed process, which the sweep's storage drops; see `ablations.sweep.open_storage`.)"""
+    path = Path(path)
+    data = path.read_bytes()
+    for number, line in enumerate(data[:data.rfind(b"\n") + 1].splitlines(), 1):
+        try:
+            json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            reason = error.msg if isinstance(error, json.JSONDecodeError) else "not UTF-8 text"
+            raise ConfigError(f"corrupted study journal {path}, line {number}: {reason}; the sweep cannot resume "
+                              f"from it (remove the file to start the sweep afresh)") from None
+
+
+def check_results_dir(directory: Path) -> None:
+    """Check every file the suite reads back from a results directory (runs.csv, trials.csv, manifest.json and
+    each run's result.json): a corrupted one is a one-line `ConfigError` naming the file and the line. Files the
+    suite writes itself are never corrupt (every write is atomic), so this finds damage done from outside."""
+    directory = Path(directory)
+    read_runs(directory)
+    if (directory / "trials.csv").is_file():
+        check_csv(directory / "trials.csv", [])  # the report tolerates missing trial columns, not torn rows
+    if (directory / "manifest.json").is_file():
+        check_json(directory / "manifest.json", kind="manifest")
+    if (directory / "studies.journal").is_file():
+        check_journal(directory / "studies.journal")
+    for sub in ("runs", "trials"):
+        for result in sorted((directory / sub).glob("**/result.json")):
+            check_json(result)
+
+
+def check_writable(directory: Path) -> None:
+    """Refuse, before any work, a results directory that cannot be written: a file in its place or above it,
+    or a directory (it or its nearest existing parent) without write permission."""
+    directory = Path(directory)
+    probe = directory
+    while not probe.exists() and not probe.is_symlink():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == directory else f"is under {probe}, which is a file"
+        raise ConfigError(f"cannot write results to {directory}: it {where}; choose another out=DIR")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        where = "" if probe == directory else f" (its parent {probe} is not writable)"
+        raise ConfigError(f"cannot write results to {directory}: permission denied{where}; choose another out=DIR")
+
+
+@contextlib.contextmanager
+def run_lock(directory: Path, *, exclusive: bool = True):
+    """Hold `.run.lock` in a results directory for the duration of an `ablate run` (released when the process
+    dies, even by SIGKILL). A grid holds it exclusively: a second `ablate run` on the same directory would run
+    the same missing cells again, so it is refused in one line naming the holder. A tuned sweep (and `ablate
+    worker`) holds it shared: sweeps cooperate through the study storage, but never with a grid."""
+    directory = Path(directory)
+    created = None  # the top folder this call creates, removed again if the body fails with bad input
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        created = folder
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ".run.lock"
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            host, _, pid = handle.read().strip().rpartition(":")
+            here = host == socket.gethostname()
+            holder = ("a tuned sweep or `ablate worker`" if not pid.isdigit() or (here and not _pid_alive(int(pid)))
+                      else f"another `ablate run` (pid {pid}{'' if here else f' on {host}'})")
+            raise ConfigError(f"{directory} is in use by {holder}; wait for it to finish (then run the same "
+                              f"command to resume) or choose another out=DIR") from None
+        if exclusive:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{socket.gethostname()}:{os.getpid()}\n")
+            handle.flush()
+        yield
+    except ConfigError:
+        # Bad input found under the lock (an unreachable storage, say) leaves no folder behind that this call
+        # made: only if it holds nothing but the lock file.
+        if created is not None and all(p.is_dir() or p.name == ".run.lock" for p in created.rglob("*")):
+            import shutil
+
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    finally:
+        handle.close()  # closing the file releases the lock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def append_run(directory: Path, row: dict) -> None:

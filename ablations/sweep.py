@@ -21,6 +21,7 @@ exactly the budgeted work:
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import io
 import json
 import math
@@ -39,7 +40,7 @@ from optuna.trial import TrialState
 
 from ablations.config import RunConfig, compose_config, dedupe_overrides, to_run_config
 from ablations.grid import Ablation
-from ablations.results import COLUMNS, append_run, write_text_atomic
+from ablations.results import COLUMNS, append_run, check_journal, write_text_atomic
 from models.errors import ConfigError
 from models.registry import closest
 from tasks import TASKS
@@ -109,25 +110,75 @@ def redact(url: str | None) -> str | None:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url) if url else url
 
 
+class FlockJournalLock:
+    """The journal's writer lock as an advisory `flock` on `<journal>.lock`. Optuna's default lock is a
+    symlink that a killed process leaves behind, so the next process waits out a 30-second grace period and
+    then breaks it; the kernel releases a `flock` the moment its holder dies, however it dies. (The journal is
+    for processes on one host; many machines share a PostgreSQL storage instead.)"""
+
+    def __init__(self, path: str):
+        self.path = f"{path}.lock"
+        self._handles: list = []
+
+    def acquire(self) -> bool:
+        handle = open(self.path, "a")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        self._handles.append(handle)
+        return True
+
+    def release(self) -> None:
+        handle = self._handles.pop()
+        handle.close()  # releases the lock
+
+
+def _journal(path: Path):
+    """A journal-file storage at `path`, checked line by line first (before anything is written): a line that
+    is not JSON is a one-line error naming the file and the line. A last line without its newline is what a
+    process killed in the middle of an append leaves behind (nothing after it was acknowledged): it is cut off,
+    under the writer lock, so that the next append starts on a line of its own."""
+    if path.is_file():
+        check_journal(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FlockJournalLock(str(path))
+    lock.acquire()
+    try:
+        with open(path, "ab+") as handle:
+            handle.seek(0)
+            data = handle.read()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                handle.truncate(end)
+    finally:
+        lock.release()
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))
+
+
 def open_storage(url: str | None, out: Path):
     """The study storage: a journal file under the results directory by default, or an RDB URL
-    (PostgreSQL for many machines). An unreachable or malformed URL is a one-line error."""
+    (PostgreSQL for many machines). An unreachable or malformed URL is a one-line error, with any password
+    replaced by ***."""
     if not url:
-        path = Path(out) / "studies.journal"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    if url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")):
+        return _journal(Path(out) / "studies.journal")
+    if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql://",
+                       "mysql+pymysql://")):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
         except Exception as error:  # sqlalchemy's errors span many lines; one is enough
             reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-            raise ConfigError(f"cannot open sweep storage {redact(url)}: {reason}") from None
+            raise ConfigError(f"cannot open sweep storage {redact(url)}: {_redact_text(reason, url)}") from None
     if url.startswith("journal:"):
-        path = Path(url.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        return _journal(Path(url.removeprefix("journal:")))
     raise ConfigError(f"unsupported sweep.storage '{redact(url)}'; valid: null (a journal file in the results "
                       f"directory), journal:PATH, postgresql://user:password@host/db")
+
+
+def _redact_text(text: str, url: str) -> str:
+    """`text` with every URL in it redacted, and the password of `url` (if any) replaced wherever it appears."""
+    text = re.sub(r"[a-z][a-z0-9+.-]*://\S+", lambda m: redact(m.group(0)), text)
+    password = re.match(r"[^:]+://[^:/@]+:([^@]*)@", url)
+    if password and password.group(1):
+        text = text.replace(password.group(1), "***")
+    return text
 
 
 # --- claiming work through the storage -------------------------------------------------------------------
@@ -261,7 +312,8 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None) -> lis
     plans = []
     for task in (tasks or ablation.tasks):
         for variant in [ablation.baseline] + [v for v in ablation.variants if v != ablation.baseline]:
-            overrides = tuple(dedupe_overrides([*base, f"task={task}", *ablation.variants[variant]]))
+            overrides = tuple(dedupe_overrides([*ablation.overrides, *base, f"task={task}",
+                                                *ablation.variants[variant]]))
             run_cfg = to_run_config(compose_config(list(overrides)))  # validates before any work
             if run_cfg.trainer.devices != 1:
                 raise ConfigError(f"trainer.devices={run_cfg.trainer.devices} is for single runs (`ablate train`); "
@@ -269,7 +321,8 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None) -> lis
             # The study name carries a hash of everything the runs depend on except the tuned optimiser
             # settings and the seed, so a changed config never resumes another config's study.
             digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,
-                            "trainer": dataclasses.asdict(run_cfg.trainer),
+                            "trainer": {k: v for k, v in dataclasses.asdict(run_cfg.trainer).items()
+                                        if k != "diagnostics_every"},  # diagnostics change nothing trained
                             "batch_size": run_cfg.optim.batch_size})
             direction = "maximize" if TASKS.get(task).higher_is_better else "minimize"
             plans.append(CellPlan(variant, task, overrides, f"{ablation.name}.{variant}.{task}.{digest}", direction))

@@ -9,6 +9,7 @@ line before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 
@@ -45,6 +46,10 @@ class ModelConfig:
     segment_len: int = 0       # segment-wise processing for recurrent/xl/knn memory (0: whole sequence)
     pool: str = "mean"         # how a per-sequence head reads the sequence: mean over positions or a class token
     tie_head: bool = False     # share the token embedding with a per-token output head
+    # Per-component options: component name -> values for its `Options` dataclass, e.g.
+    # `+model.options.sigmoid_gate.gate=elementwise`. Filled with the defaults of every selected component that
+    # declares `Options`, so result.json and the config hash record the values a run actually used.
+    options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "window", "n_features", "memory_size"):
@@ -87,6 +92,16 @@ class ModelConfig:
         if getattr(MEMORY.get(self.memory), "segmented", False) and not self.segment_len:
             raise ConfigError(f"model.memory={self.memory} carries state from one segment to the next and needs "
                               f"model.segment_len > 0")
+        object.__setattr__(self, "options", resolve_options(self))
+
+    def __hash__(self) -> int:  # `options` is a dict, so the generated hash would fail
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
+
+    def component_options(self, component):
+        """The `Options` instance of a component class (or instance) under this config: its dataclass defaults
+        overridden by `model.options.<name>`. Components call it in `__init__` (see the README: Writing a plugin)."""
+        cls = component if isinstance(component, type) else type(component)
+        return cls.Options(**self.options.get(cls.registered_name, {}))
 
     @property
     def residuals(self) -> tuple[str, str]:
@@ -105,7 +120,71 @@ class ModelConfig:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain values; `options` only when some component has any, so configs (and hashes) written before
+        component options existed are unchanged."""
+        values = dataclasses.asdict(self)
+        if not values["options"]:
+            del values["options"]
+        return values
+
+    def selected(self) -> dict[str, type]:
+        """Every component class this config selects, by name."""
+        chosen = {getattr(self, f): registry.get(getattr(self, f)) for f, registry in REGISTRIES.items()}
+        chosen.update({name: RESIDUAL.get(name) for name in self.residuals})
+        return chosen
+
+
+def resolve_options(cfg: ModelConfig) -> dict:
+    """Validate `cfg.options` strictly and fill in defaults (see `ModelConfig.options`).
+
+    Options for a component that the config does not select are an error rather than silently unused, and so are
+    unknown keys and values of the wrong type; each names the valid choices."""
+    if not isinstance(cfg.options, dict):
+        raise ConfigError(f"model.options must be a mapping of component name to options, got {cfg.options!r}")
+    selected = cfg.selected()
+    with_options = sorted(n for n, c in selected.items() if dataclasses.is_dataclass(getattr(c, "Options", None)))
+    resolved = {}
+    for name, values in cfg.options.items():
+        if name not in selected:
+            raise ConfigError(f"model.options.{name} is set but no model.<kind>={name} is selected; components "
+                              f"of this config with options: {', '.join(with_options) or '(none)'}")
+        if name not in with_options:
+            raise ConfigError(f"model.options.{name}: component '{name}' declares no Options; components of this "
+                              f"config with options: {', '.join(with_options) or '(none)'}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"model.options.{name} must be a mapping of option to value, got {values!r}")
+    for name in with_options:
+        options_cls = selected[name].Options
+        fields = {f.name: f for f in dataclasses.fields(options_cls)}
+        given = cfg.options.get(name, {})
+        for key, value in given.items():
+            if key not in fields:
+                raise ConfigError(f"unknown option 'model.options.{name}.{key}'{closest(key, fields)}; valid: "
+                                  f"{', '.join(f'model.options.{name}.' + k for k in fields) or '(none)'}")
+        defaults = dataclasses.asdict(options_cls())  # every option has a default (the interface says so)
+        values = {**defaults, **given}
+        for key, value in given.items():
+            if not _same_kind(value, defaults[key]):
+                raise ConfigError(f"model.options.{name}.{key} must be {type(defaults[key]).__name__} like its "
+                                  f"default {defaults[key]!r}, got {value!r}")
+            if isinstance(defaults[key], float):
+                values[key] = float(value)
+        try:
+            options_cls(**values)  # an Options.__post_init__ may check values further
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"model.options.{name}: {error}") from None
+        resolved[name] = values
+    return resolved
+
+
+def _same_kind(value, default) -> bool:
+    if default is None:  # an optional value: the Options class checks it itself
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 def _check_int(name: str, value, minimum: int) -> None:

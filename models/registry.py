@@ -16,6 +16,10 @@ from models.errors import ConfigError
 
 T = TypeVar("T")
 
+#: The plugin whose module is being imported (set by `ablations.plugins`), so that each registration records
+#: where it came from and `ablate list` can say so.
+loading_plugin: str | None = None
+
 
 def closest(word: str, choices) -> str:
     """A ' (did you mean X?)' hint, or '' when nothing is close."""
@@ -29,6 +33,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._plugins: dict[str, str] = {}  # name -> the plugin that registered it (built-ins are absent)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Class decorator: `@REGISTRY.register("name")`. Duplicate names are an error, never a silent replace."""
@@ -39,6 +44,8 @@ class Registry(Generic[T]):
                                   f"{self._entries[name].__module__})")
             obj.registered_name = name
             self._entries[name] = obj
+            if loading_plugin is not None:
+                self._plugins[name] = loading_plugin
             return obj
 
         return decorate
@@ -51,6 +58,10 @@ class Registry(Generic[T]):
         except KeyError:
             raise ConfigError(f"unknown {self.kind} '{name}'{closest(str(name), self._entries)}; "
                               f"valid: {', '.join(self.names())}") from None
+
+    def plugin_of(self, name: str) -> str | None:
+        """The plugin that registered `name`, or None for a built-in."""
+        return self._plugins.get(name)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -37,7 +37,7 @@ class MultiHeadAttention(nn.Module):
 
     #: capabilities this variant offers to positions and memories (see models/components.py)
     provides: frozenset = frozenset({"causal", "rotate", "score_bias", "prefix"})
-    #: whether the cost grows linearly with sequence length
+    #: whether the cost grows linearly with sequence length (`ablate list` shows O(T) or O(T^2))
     linear_time: bool = False
 
     def __init__(self, cfg, causal: bool):
@@ -55,8 +55,13 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, position, prefix=None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v, bias, n_prefix = self.heads(x, position, prefix)
-        y = self.mix(q, k, v, bias=bias, n_prefix=n_prefix)
+        y = self.head_outputs(self.mix(q, k, v, bias=bias, n_prefix=n_prefix), x)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def head_outputs(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Each head's output y (b, h, t, hd) just before the output projection, given the block input x (b, t, d).
+        The identity here; a variant that acts on head outputs (a gate, a per-head norm) overrides it."""
+        return y
 
     def heads(self, x: torch.Tensor, position, prefix=None):
         """Queries (b, h, t, hd), keys and values (b, h, n_prefix + t, hd) with positions applied and key/value

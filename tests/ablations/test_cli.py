@@ -28,6 +28,11 @@ BAD_INPUT = [
     (["train", "+bogus=1"], ["unknown config key 'bogus'"]),
     (["run", "ablation=nope"], ["unknown ablation 'nope'", "default"]),
     (["run", "sweep=nope"], ["unknown sweep 'nope'", "none"]),
+    (["train", "plugins=[no_such_plugin]"], ["plugin 'no_such_plugin' failed to load", "ModuleNotFoundError"]),
+    (["train", "+model.options.softmax.x=1"], ["model.options.softmax", "declares no Options"]),
+    (["check", "atention", "softmax"], ["unknown kind 'atention'", "attention, ffn, norm"]),
+    (["check", "attention", "nope"], ["unknown attention 'nope'", "softmax"]),
+    (["check", "attention", "softmax", "task=copy"], ["unexpected argument 'task=copy'"]),
 ]
 
 
@@ -94,3 +99,43 @@ def test_report_of_a_directory_without_runs_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a results directory" in err[0]
+
+
+def test_check_prints_one_line_per_check_and_exits_1_on_a_failure(isolated_plugins, capsys):
+    from torch import nn
+
+    from models.components import FFN
+
+    assert main(["check", "ffn", "mlp"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "PASS registered" and "PASS gradients" in lines
+    assert lines[-1].startswith("ffn mlp: ") and " 0 failed" in lines[-1]
+
+    @FFN.register("frozen_out")
+    class FrozenOut(nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            self.out_proj = nn.Linear(cfg.d_model, cfg.d_model)
+            self.spare = nn.Linear(cfg.d_model, cfg.d_model)  # never used: no gradient reaches it
+
+        def forward(self, x):
+            return self.out_proj(x)
+
+    assert main(["check", "ffn", "frozen_out"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL gradients: no gradient reaches parameter 'spare.weight'" in out
+
+
+
+def test_list_verbose_shows_each_kind_interface_and_declared_capabilities(capsys):
+    from models.components import INTERFACES
+
+    assert main(["list", "-v"]) == 0
+    out = capsys.readouterr().out
+    for kind, interface in INTERFACES.items():
+        assert f"interface: {interface}" in out, kind
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("    ") and "interface" not in line}
+    assert lines["softmax"].endswith("provides causal,prefix,rotate,score_bias; O(T^2)")
+    assert "O(T)" in lines["linear"] and "    none          removes the sublayer" in out  # attention/ffn none
+    assert "needs prefix" in lines["persistent"] and "needs segment_len" in lines["recurrent"]
+    assert "needs rotate" in lines["rope"]

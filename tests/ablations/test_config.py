@@ -196,13 +196,16 @@ def test_model_yaml_sets_every_field(path):
 
 @pytest.mark.parametrize("path", sorted((conf_dir() / "ablation").glob("*.yaml")), ids=lambda p: p.stem)
 def test_ablation_yaml_parses_and_each_variant_composes(path):
-    ablation = Ablation.from_dict(yaml(path))
-    assert ablation.name == path.stem
-    hashes = set()
-    for variant, overrides in ablation.variants.items():
-        run = run_config(list(overrides))
-        hashes.add(run.hash())
-    assert len(hashes) == len(ablation.variants), "two variants describe the same run"
+    from ablations.grid import Suite, load_ablation
+
+    spec = load_ablation(yaml(path))
+    assert spec.name == path.stem
+    for ablation in (spec.parts.values() if isinstance(spec, Suite) else [spec]):
+        hashes = set()
+        for variant, overrides in ablation.variants.items():
+            run = run_config([*ablation.overrides, f"task={ablation.tasks[0]}", *overrides])
+            hashes.add(run.hash())
+        assert len(hashes) == len(ablation.variants), f"two variants of {ablation.name} describe the same run"
 
 
 
@@ -225,3 +228,18 @@ def test_every_task_has_a_standard_size_with_a_bigger_budget(task):
 def test_an_unknown_size_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown size 'huge' for task copy; valid: quick, standard"):
         compose_config(["size=huge"])
+
+
+def test_user_config_directory_adds_ablations_without_editing_ours(tmp_path, monkeypatch):
+    (tmp_path / "ablation").mkdir()
+    (tmp_path / "ablation" / "mine.yaml").write_text(
+        "name: mine\ndescription: my own\nbaseline: baseline\ntasks: [copy]\nseeds: [0]\n"
+        "variants:\n  baseline: []\n  post: [model.norm_placement=post]\n")
+    assert "mine" not in group_options("ablation")
+    monkeypatch.setenv("ABLATE_CONFIG_DIR", str(tmp_path))
+    assert "mine" in group_options("ablation") and "default" in group_options("ablation")
+    assert compose_config(["ablation=mine"]).ablation.variants.post == ["model.norm_placement=post"]
+    assert compose_config([]).ablation.name == "default"  # ours still compose as before
+    monkeypatch.setenv("ABLATE_CONFIG_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="ABLATE_CONFIG_DIR=.*missing is not a directory"):
+        group_options("ablation")

@@ -151,3 +151,12 @@ def test_diagnostics_follow_memory_wrappers(memory):
     values = measure(net)
     assert len(values["token_spread"]) == CFG.n_layers + 1
     assert (values["branch_ratio"] > 0).all()
+
+
+def test_non_finite_activations_give_nan_not_an_error():
+    """A diverging run still records its diagnostics (NaN where the activations are not finite)."""
+    net = model()
+    with torch.no_grad():
+        net.blocks[1].attn.out_proj.weight.fill_(float("nan"))
+    rank = measure(net)["rank1_residual"].droplevel(["branch", "head"])
+    assert math.isnan(rank[4]) and math.isfinite(rank[0])

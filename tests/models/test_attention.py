@@ -593,5 +593,6 @@ def test_attention_weights_are_the_weights_mix_applies(name, causal):
         return
     assert weights.shape == (2, cfg.n_heads, 12, 3 + 12)
     _, _, v, _, _ = module.heads(x, position, memory(cfg))
-    expected = module.out_proj((weights @ v).transpose(1, 2).reshape(2, 12, cfg.d_model))
+    # head_outputs: what a variant does to each head's output after mixing (identity but for e.g. a gate)
+    expected = module.out_proj(module.head_outputs(weights @ v, x).transpose(1, 2).reshape(2, 12, cfg.d_model))
     close(module(x, position, memory(cfg)), expected, atol=1e-5)

@@ -110,7 +110,9 @@ def test_closest():
 
 def _variant_package(field):
     """The package holding a registry's variant files: the common parent of its variants' modules."""
-    packages = {REGISTRIES[field].get(name).__module__.rpartition(".")[0] for name in REGISTRIES[field].names()}
+    registry = REGISTRIES[field]  # built-ins only: plugins live in their own modules (see ablations/plugins.py)
+    packages = {registry.get(name).__module__.rpartition(".")[0] for name in registry.names()
+                if registry.plugin_of(name) is None}
     assert len(packages) == 1, f"{field} variants live in several packages: {packages}"
     return packages.pop()
 
@@ -121,5 +123,6 @@ def test_every_variant_file_registers_itself(field):
     assert package.__name__.startswith("models.")
     files = {f"{package.__name__}.{info.name}" for info in pkgutil.iter_modules(package.__path__)
              if not info.name.startswith("_")}
-    registered = {REGISTRIES[field].get(name).__module__ for name in REGISTRIES[field].names()}
+    registered = {REGISTRIES[field].get(name).__module__ for name in REGISTRIES[field].names()
+                  if REGISTRIES[field].plugin_of(name) is None}
     assert files == registered, "a variant file registers nothing, or a variant lives outside its package"

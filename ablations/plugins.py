@@ -1,0 +1,109 @@
+"""Plugins: a researcher's own component or task, in one file, picked up like a built-in.
+
+A plugin is a Python module that registers classes with the same decorators the built-ins use
+(`@ATTENTION.register("name")`, `@TASKS.register("name")`, ...). Importing it is all it takes; this module only
+decides which modules to import, and when:
+- every entry point of the group `ablate.plugins` of the installed packages (`pip install` a plugin package);
+- the modules named by the `plugins=[a.b,c]` config key or the `ABLATE_PLUGINS` environment variable
+  (comma-separated), importable from the working directory (which is put on `sys.path`, as `python -m` does).
+
+Why two rules for failures: an installed plugin that breaks must not take the suite down with it (it may be
+unrelated to what you are doing), so it is one warning line naming it and its error; a module you named on the
+command line is what you asked for, so failing to import it is an error (one line, exit status 2).
+Each module is imported once per process; the registries remember which plugin registered which name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from importlib import metadata
+
+import models.registry
+from models.errors import ConfigError
+
+GROUP = "ablate.plugins"
+ENV = "ABLATE_PLUGINS"
+
+_entry_points_loaded = False
+_loaded: dict[str, str] = {}  # module name -> plugin label, for every plugin imported in this process
+
+
+def loaded() -> dict[str, str]:
+    """The plugin modules imported so far, module name -> label."""
+    return dict(_loaded)
+
+
+def _import(module: str, label: str) -> None:
+    """Import `module` with its registrations attributed to `label`."""
+    if module in _loaded:
+        return
+    previous, models.registry.loading_plugin = models.registry.loading_plugin, label
+    try:
+        importlib.import_module(module)
+    finally:
+        models.registry.loading_plugin = previous
+    _loaded[module] = label
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}".rstrip(": ")
+
+
+def load_entry_points() -> None:
+    """Import every installed `ablate.plugins` entry point once; a broken one is one warning line on stderr."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            _import(entry.module, entry.module)
+        except Exception as error:  # noqa: BLE001  (any failure of someone else's package is reported, not fatal)
+            dist = getattr(getattr(entry, "dist", None), "name", None) or entry.module
+            print(f"ablate: warning: plugin '{entry.name}' ({dist}) failed to load, skipped: {_error_text(error)}",
+                  file=sys.stderr)
+
+
+def named_plugins(value) -> list[str]:
+    """The module names of a `plugins` config value (a list, or one name) plus those of `ABLATE_PLUGINS`."""
+    if value is None:
+        value = []
+    if isinstance(value, str):
+        value = [value]
+    names = [str(v).strip() for v in value] + [v.strip() for v in os.environ.get(ENV, "").split(",")]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def load_plugins(named=None) -> None:
+    """Load the installed entry points, then the named modules (see the module docstring for the rules)."""
+    load_entry_points()
+    names = named_plugins(named)
+    if names and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in names:
+        if module.endswith(".py"):
+            raise ConfigError(f"plugin '{module}': name the module, not the file (plugins=[{module[:-3]}])")
+        try:
+            _import(module, module)
+        except ConfigError as error:
+            raise ConfigError(f"plugin '{module}' failed to load: {error}") from None
+        except Exception as error:  # noqa: BLE001  (the one-line report is the point; --debug re-raises)
+            raise ConfigError(f"plugin '{module}' failed to load: {_error_text(error)} (modules are imported "
+                              f"from the working directory {os.getcwd()} and the installed packages)") from error
+
+
+def plugins_in_overrides(overrides: list[str]) -> list[str]:
+    """The modules named by a `plugins=` override among command-line overrides (read before composing, because
+    composing validates component names that only the plugins register)."""
+    from ablations.config import parse_overrides
+
+    names: list[str] = []
+    for text in overrides:
+        if text.lstrip("+~").startswith("plugins="):
+            for override in parse_overrides([text]):
+                if override.key_or_group == "plugins" and not override.is_delete():
+                    value = override.value()
+                    names += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return names
