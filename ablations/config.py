@@ -8,6 +8,7 @@ what the config hash is computed from.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -205,7 +206,21 @@ def _check_overrides(overrides: list[str]) -> None:
                               f"valid: {', '.join(prefix + str(k) for k in valid)}")
 
 
+_COMPOSED: dict[tuple, DictConfig] = {}
+
+
 def _compose(overrides: list[str]) -> DictConfig:
+    """Hydra's compose, memoised per process: a grid composes the same few override lists many times (to
+    validate every cell, then to run it), and each compose reads every YAML file again (about 0.3 s)."""
+    key = (str(user_conf_dir()), tuple(overrides))
+    if key not in _COMPOSED:
+        if len(_COMPOSED) > 1024:
+            _COMPOSED.clear()
+        _COMPOSED[key] = _compose_uncached(overrides)
+    return copy.deepcopy(_COMPOSED[key])
+
+
+def _compose_uncached(overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         user = user_conf_dir()
