@@ -307,6 +307,9 @@ def cmd_worker(args) -> int:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:
         raise ConfigError(f"corrupted {manifest_path}: {error}") from None
+    if "parts" in (manifest.get("ablation") or {}):
+        parts = ", ".join(f"{args.directory}/{part}" for part in manifest["ablation"]["parts"])
+        raise ConfigError(f"{args.directory} holds an ablation with parts; join the sweep of one part: {parts}")
     overrides = list(manifest["overrides"])
     storage = args.storage or os.environ.get("ABLATE_STORAGE")
     if storage:

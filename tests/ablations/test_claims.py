@@ -170,3 +170,6 @@ def test_ablate_run_ablation_claims_writes_every_part_and_the_claims_report(tmp_
     # `ablate report` rebuilds every part and the claims report
     assert main(["report", "claims"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "claims/claims.md"
+    # a worker joins one part's sweep, not the suite
+    assert main(["worker", "claims"]) == 2
+    assert "join the sweep of one part: claims/depth" in capsys.readouterr().err
