@@ -365,7 +365,7 @@ def load_bearing(evidence: Evidence) -> Verdict:
                    f"attention without residuals or MLP relative to the baseline: {ratio_text}.",
                    tables=[("Component removals against the baseline (components part)", table)],
                    figures=figures,
-                   caveats=["One task (8x8 digit images) at 4 layers and a short budget; a component that is not "
+                   caveats=["One task (8x8 digit images) at 2 layers and a short budget; a component that is not "
                             "load-bearing here may be on harder tasks.",
                             "Two seeds per cell: significance needs large effects; the per-seed rule covers them."])
 

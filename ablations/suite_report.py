@@ -119,8 +119,9 @@ def _claims(doc: _Doc, directory: Path, title: str, manifest: dict, errors: list
         "Models are tiny (width 64, at most 6 layers) and budgets short (hundreds of steps), so that the whole "
         "ablation runs on a laptop CPU; the papers behind the claims train far larger models for far longer.",
         "Two or three seeds per cell: a verdict of `supported` rests on effects large enough to show at that "
-        "count; `inconclusive` often means 'needs more seeds', and `ablate run ablation=claims size=standard` "
-        "gives each run three times the budget.",
+        "count; `inconclusive` often means 'needs more seeds or steps'. `trainer.max_steps=N` on the command "
+        "line replaces every part's budget; for more seeds, copy conf/ablation/claims.yaml under another name "
+        "into your `ABLATE_CONFIG_DIR` and raise its `seeds` (the claims report reads parts, not the name).",
         f"Hardware: {hardware.get('processor') or 'unknown'}"
         f"{', GPU ' + hardware['gpu'] if hardware.get('gpu') else ''}; suite {versions.get('suite', '?')}, "
         f"torch {versions.get('torch', '?')}.",
