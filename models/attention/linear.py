@@ -2,7 +2,8 @@
 
 Why: with a kernel that factorises, the sum over keys can be reordered so that each query reads a running
 (feature x value) state instead of every key, so time and memory grow linearly with sequence length and a causal
-model becomes an RNN. The ablation asks what the exponential (and its sharpness) of softmax is worth.
+model becomes an RNN (computed chunk-wise, in O(T) time and memory: see _kernel.py). The ablation asks what the
+exponential (and its sharpness) of softmax is worth.
 Supports `causal`, `prefix` memory slots (an initial state, exact) and `rotate` (positions rotate q and k before
 the feature map). It does not support `score_bias`: no score matrix is formed.
 """
