@@ -441,7 +441,8 @@ def resilience(evidence: Evidence) -> Verdict:
 @claim(7, "Memory modules extend recall",
        "Memory modules may be where the next improvements come from (recall over long contexts).",
        "memory",
-       "On associative recall with attention limited to a window shorter than the context, a memory variant "
+       "On in-context recall (induction: continue a sequence that repeats 6-12 tokens back) with attention "
+       "limited to a window of 4, too short to see the earlier occurrence, a memory variant "
        "(local_xl, local_knn) is compared with the same attention without memory (local). Supported if some memory "
        "variant scores higher with Welch p < 0.05; not supported if no memory variant's mean is higher; otherwise "
        "inconclusive.")
@@ -463,12 +464,12 @@ def memory(evidence: Evidence) -> Verdict:
     verdict = "supported" if better else "not supported" if not higher else "inconclusive"
     frame = runs[["variant", "score"]].copy()
     figure = claim_figures.score_bars(frame, "variant", "score", evidence.figures / "memory.png",
-                                      title="Associative recall beyond the attention window",
+                                      title="In-context recall beyond the attention window (induction)",
                                       ylabel="test accuracy",
                                       reference=float(runs["chance"].iloc[0]), reference_label="chance")
     return Verdict(verdict,
                    "; ".join(f"{r['variant']} {r['mean accuracy']:.3f}" for r in rows) + ".",
-                   tables=[("Recall accuracy with and without memory (memory part)", table)],
+                   tables=[("Induction accuracy with and without memory (memory part)", table)],
                    figures=[(figure, "Test accuracy per variant; dots are seeds")] if figure else [],
                    caveats=["The claim is about the future; this tests only its mechanism: whether memory recovers "
                             "recall that a limited attention window loses, on one synthetic task.",
