@@ -122,15 +122,31 @@ def _fmt(value, digits=3) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+#: a run "did not learn" below this normalised score (0: chance, 1: perfect)
+LEARNED = 0.1
+
+
 def _failures(evidence: Evidence, part: str, variant: str) -> tuple[int, int]:
-    """(diverged or failed, total) over a variant's tuning trials and final runs."""
+    """(runs that did not learn, total) over a variant's tuning trials and final runs. Not learning is
+    diverging, failing, or ending below LEARNED of the way from chance to perfect (a stall at chance, which is
+    how a post-norm stack at a high learning rate usually fails: its loss stays finite). A trial is judged by its
+    last validation score."""
     runs = evidence.runs(part)
     cell = runs[runs["variant"] == variant]
-    bad, total = int(cell["status"].isin(FAILED).sum()), len(cell)
+    higher = bool(cell["higher_is_better"].iloc[0])
+    chance = float(cell["chance"].iloc[0])
+
+    def stalled(scores) -> np.ndarray:
+        norm = np.atleast_1d(normalise(np.asarray(scores, dtype=float), chance, 1.0 if higher else 0.0, higher))
+        return ~(norm >= LEARNED)  # NaN (no score) counts as not learned
+
+    bad = int((cell["status"].isin(FAILED) | stalled(cell["score"].to_numpy())).sum())
+    total = len(cell)
     trials = evidence.trials(part)
     if trials is not None:
-        t = trials[trials["variant"] == variant]
-        bad, total = bad + int(t["status"].isin(FAILED).sum()), total + len(t)
+        t = trials[(trials["variant"] == variant) & (trials["status"] != "pruned")]
+        bad += int((t["status"].isin(FAILED) | stalled(t["val_score"].to_numpy())).sum())
+        total += len(t)
     return bad, total
 
 
@@ -246,10 +262,13 @@ def late_layers(evidence: Evidence) -> Verdict:
        "fails more often as depth grows.",
        "depth",
        "gap(L) = mean score of pre-norm − post-norm at L layers without warmup (tuned learning rate, final "
-       "seeds); failures = diverged or failed runs among a variant's tuning trials and final runs. Supported if "
-       "at 6 layers post-norm is significantly worse (Welch p < 0.05) or fails more often, and the gap or the "
-       "failure excess is at least as large at 6 layers as at 2; not supported if at 6 layers post-norm is no "
-       "worse and fails no more often; otherwise inconclusive.")
+       "seeds); failures = runs that did not learn (diverged, failed, or below 0.1 of the way from chance to "
+       "perfect) among a variant's tuning trials and final runs, which span the searched learning rates. Post-norm "
+       "is *harder to optimise* if at 6 layers it is significantly worse (Welch p < 0.05) or fails more often than "
+       "pre-norm; *depth* makes it worse if its gap or failure excess is larger at 6 layers than at 2; *warmup* "
+       "helps it if post-norm fails less often or scores higher with warmup at 6 layers. Supported if harder to "
+       "optimise and (depth or warmup); not supported if at 6 layers post-norm is no worse and fails no more often; "
+       "otherwise inconclusive.")
 def pre_vs_post(evidence: Evidence) -> Verdict:
     names = ["pre_L2", "post_L2", "pre_L6", "post_L6", "pre_L6_warmup", "post_L6_warmup"]
     runs = evidence.require("depth", names)
@@ -264,7 +283,7 @@ def pre_vs_post(evidence: Evidence) -> Verdict:
             if len(t):
                 best_lr = float(t.loc[t["val_score"].idxmax(), "lr"])
         rows.append({"variant": name, "mean score": mean, "ci_low": low, "ci_high": high,
-                     "failed runs": f"{bad}/{total}", "best lr": best_lr})
+                     "did not learn": f"{bad}/{total}", "best lr": best_lr})
     table = pd.DataFrame(rows)
 
     def gap(pre, post):
@@ -276,22 +295,32 @@ def pre_vs_post(evidence: Evidence) -> Verdict:
     gap_w, _ = gap("pre_L6_warmup", "post_L6_warmup")
     fail = {n: _failures(evidence, "depth", n)[0] for n in names}
     excess6, excess2 = fail["post_L6"] - fail["pre_L6"], fail["post_L2"] - fail["pre_L2"]
-    worse6 = (gap6 > 0 and np.isfinite(p6) and p6 < ALPHA) or excess6 > 0
-    if worse6 and (gap6 >= gap2 or excess6 >= excess2):
+    harder = (gap6 > 0 and np.isfinite(p6) and p6 < ALPHA) or excess6 > 0
+    deeper = excess6 > excess2 or (gap6 > gap2 and np.isfinite(p6) and p6 < ALPHA)
+    warmup = fail["post_L6_warmup"] < fail["post_L6"] or gap_w < gap6
+    if harder and (deeper or warmup):
         verdict = "supported"
     elif gap6 <= 0 and excess6 <= 0:
         verdict = "not supported"
     else:
         verdict = "inconclusive"
+    tables = [("Pre- vs post-norm by depth and warmup (score: test accuracy of the tuned final runs)", table)]
+    trials = evidence.trials("depth")
+    if trials is not None and len(trials):
+        by_lr = trials[trials["variant"].isin(names)].assign(lr=lambda t: t["lr"].map(lambda v: f"lr {v:.2g}"))
+        by_lr = by_lr.pivot_table(index="variant", columns="lr", values="val_score", aggfunc="mean")
+        tables.append(("Validation score of every tuning trial, by the learning rate it tried", by_lr.reindex([n for n in names if n in by_lr.index]).reset_index()))
     panels = {"2 layers, no warmup": ["pre_L2", "post_L2"], "6 layers, no warmup": ["pre_L6", "post_L6"],
               "6 layers, warmup": ["pre_L6_warmup", "post_L6_warmup"]}
     figure = claim_figures.loss_curves(evidence.curves("depth"), panels, evidence.figures / "pre_vs_post_loss.png")
     return Verdict(verdict,
                    f"Without warmup pre-norm leads post-norm by {_fmt(gap6)} at 6 layers (Welch p = {_fmt(p6)}) and "
-                   f"{_fmt(gap2)} at 2 layers; with warmup by {_fmt(gap_w)} at 6 layers. Post-norm failed "
-                   f"{fail['post_L6']} runs at 6 layers against pre-norm's {fail['pre_L6']}.",
-                   tables=[("Pre- vs post-norm by depth and warmup (score: test accuracy of the tuned final runs)",
-                            table)],
+                   f"{_fmt(gap2)} at 2 layers; with warmup by {_fmt(gap_w)} at 6 layers. Runs that did not learn: "
+                   f"post-norm {fail['post_L2']} at 2 layers, {fail['post_L6']} at 6, {fail['post_L6_warmup']} at 6 "
+                   f"with warmup; pre-norm {fail['pre_L2']}, {fail['pre_L6']}, {fail['pre_L6_warmup']}. "
+                   f"Harder to optimise: {'yes' if harder else 'no'}; worse with depth: {'yes' if deeper else 'no'}; "
+                   f"helped by warmup: {'yes' if warmup else 'no'}.",
+                   tables=tables,
                    figures=[(figure, "Training loss of pre- and post-norm at 2 and 6 layers, with and without "
                                      "warmup")] if figure else [],
                    caveats=["The learning rate is tuned per cell (3 trials, up to 3e-2), so a post-norm stack can "
