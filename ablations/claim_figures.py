@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from ablations.figures import _figure, _save, _style
 
@@ -70,6 +71,7 @@ def by_depth(diag: pd.DataFrame, metric: str, variants: list[str], path: Path, *
             sns.lineplot(data=data, x="layer", y="value", hue="variant", hue_order=order, marker="o", ax=ax,
                          errorbar=("pi", 100), legend=when == "end")
             ax.set_title(f"at {when}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("layer (0: embedding)")
             ax.set_ylabel(ylabel)
             if log:
