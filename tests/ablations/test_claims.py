@@ -172,4 +172,5 @@ def test_ablate_run_ablation_claims_writes_every_part_and_the_claims_report(tmp_
     assert capsys.readouterr().out.splitlines()[0] == "claims/claims.md"
     # a worker joins one part's sweep, not the suite
     assert main(["worker", "claims"]) == 2
-    assert "join the sweep of one part: claims/depth" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "join the sweep of one part:" in err and "claims/depth" in err and "claims/memory" in err
