@@ -213,7 +213,7 @@ def run_lock(directory: Path, *, exclusive: bool = True):
             handle.seek(0)
             host, _, pid = handle.read().strip().rpartition(":")
             here = host == socket.gethostname()
-            holder = ("a tuned sweep or `ablate worker`" if not pid.isdigit() or (here and not _pid_alive(int(pid)))
+            holder = ("a tuned sweep or `ablate worker`" if not pid.isdigit() or (here and not pid_alive(int(pid)))
                       else f"another `ablate run` (pid {pid}{'' if here else f' on {host}'})")
             raise ConfigError(f"{directory} is in use by {holder}; wait for it to finish (then run the same "
                               f"command to resume) or choose another out=DIR") from None
@@ -235,7 +235,8 @@ def run_lock(directory: Path, *, exclusive: bool = True):
         handle.close()  # closing the file releases the lock
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

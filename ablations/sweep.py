@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 
 from ablations.config import RunConfig, compose_config, dedupe_overrides, to_run_config
 from ablations.grid import Ablation
-from ablations.results import COLUMNS, append_run, check_journal, write_text_atomic
+from ablations.results import COLUMNS, append_run, check_journal, pid_alive, write_text_atomic
 from models.errors import ConfigError
 from models.registry import closest
 from tasks import TASKS
@@ -203,7 +203,7 @@ def fail_stale(study, grace_seconds: float) -> int:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = str(trial.user_attrs.get("owner", ""))
         owner_host, _, pid = owner.rpartition(":")
-        dead = owner_host == host and pid.isdigit() and not _pid_alive(int(pid))
+        dead = owner_host == host and pid.isdigit() and not pid_alive(int(pid))
         beat = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else now)
         if dead or now - float(beat) > grace_seconds:
             storage = study._storage
@@ -214,16 +214,6 @@ def fail_stale(study, grace_seconds: float) -> int:
             except (RuntimeError, ValueError):  # it finished meanwhile
                 pass
     return marked
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def progress_of(study, budget: int) -> tuple[int, int]:
