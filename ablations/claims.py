@@ -74,24 +74,27 @@ class Evidence:
             raise Missing(f"part '{part}' has no runs yet ({path}/runs.csv)")
         return path
 
+    def _cached(self, kind: str, part: str, compute):
+        """Each part's files are read once per report, however many claims use them."""
+        if (kind, part) not in self._cache:
+            self._cache[(kind, part)] = compute()
+        return self._cache[(kind, part)]
+
+    def results(self, part: str):
+        return self._cached("results", part, lambda: load(self._part(part)))
+
     def runs(self, part: str) -> pd.DataFrame:
-        if ("runs", part) not in self._cache:
-            self._cache[("runs", part)] = load(self._part(part)).runs
-        return self._cache[("runs", part)]
+        return self.results(part).runs
 
     def cells(self, part: str) -> pd.DataFrame:
-        if ("cells", part) not in self._cache:
-            results = load(self._part(part))
-            self._cache[("cells", part)] = summarise(results.runs, results.baseline)
-        return self._cache[("cells", part)]
+        results = self.results(part)
+        return self._cached("cells", part, lambda: summarise(results.runs, results.baseline))
 
     def trials(self, part: str) -> pd.DataFrame | None:
-        return read_trials(self._part(part))
+        return self._cached("trials", part, lambda: read_trials(self._part(part)))
 
     def diagnostics(self, part: str) -> pd.DataFrame:
-        if ("diag", part) not in self._cache:
-            self._cache[("diag", part)] = read_diagnostics(self._part(part), self.runs(part))
-        return self._cache[("diag", part)]
+        return self._cached("diag", part, lambda: read_diagnostics(self._part(part), self.runs(part)))
 
     def curves(self, part: str) -> pd.DataFrame:
         frames = []
