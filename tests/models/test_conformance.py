@@ -55,8 +55,9 @@ def test_attention_that_reads_the_future_fails_causality(isolated_plugins):
     assert "deterministic" not in failed and "shape" not in failed
 
 
-def test_component_with_a_dead_parameter_fails_gradient_flow(isolated_plugins):
-    @FFN.register("deadweight")
+def register_dead_weight(name: str) -> None:
+    """An ffn with a parameter that nothing uses, so no gradient can reach it."""
+    @FFN.register(name)
     class DeadWeight(nn.Module):
         def __init__(self, cfg):
             super().__init__()
@@ -65,6 +66,10 @@ def test_component_with_a_dead_parameter_fails_gradient_flow(isolated_plugins):
 
         def forward(self, x):
             return self.out_proj(x)
+
+
+def test_component_with_a_dead_parameter_fails_gradient_flow(isolated_plugins):
+    register_dead_weight("deadweight")
 
     failed = failures("ffn", "deadweight")
     assert failed["gradients"] == "no gradient reaches parameter 'unused'"
@@ -130,15 +135,7 @@ def test_task_checks_catch_bad_targets_and_nondeterminism(isolated_plugins):
 
 
 def test_assert_conforms_lists_every_failed_check(isolated_plugins):
-    @FFN.register("deadweight2")
-    class DeadWeight(nn.Module):
-        def __init__(self, cfg):
-            super().__init__()
-            self.out_proj = nn.Linear(cfg.d_model, cfg.d_model)
-            self.unused = nn.Parameter(torch.ones(3))
-
-        def forward(self, x):
-            return self.out_proj(x)
+    register_dead_weight("deadweight2")
 
     with pytest.raises(AssertionError, match=r"ffn 'deadweight2' fails conformance: FAIL gradients: .*; FAIL in_model"):
         assert_conforms("ffn", "deadweight2")
