@@ -40,7 +40,7 @@ def _summary(index: int, total: int, label: str, row: dict) -> str:
 
 def cmd_train(args) -> int:
     from ablations.config import compose_config, override_key, to_run_config
-    from ablations.run import train
+    from ablations.execute.run import train
 
     cfg = compose_config(args.overrides)
     run_cfg = to_run_config(cfg)
@@ -48,7 +48,7 @@ def cmd_train(args) -> int:
     variant = ",".join(o.lstrip("+").removeprefix("model.") for o in model_overrides) or "baseline"
     run_dir = Path(cfg.out) if cfg.out else Path("results") / "train" / run_cfg.task["name"] / (
         variant.replace("/", "_") + f"-s{run_cfg.seed}")
-    from ablations.results import check_writable
+    from ablations.store.files import check_writable
 
     check_writable(run_dir)
     row = train(run_cfg, run_dir, variant=variant)
@@ -64,9 +64,9 @@ def cmd_run(args) -> int:
     from omegaconf import OmegaConf
 
     from ablations.config import compose_config, config_hash, override_key
-    from ablations.grid import Suite, load_ablation
-    from ablations.results import check_writable, write_manifest
-    from ablations.sweep import redact
+    from ablations.config.ablation import Suite, load_ablation
+    from ablations.store.files import check_writable, write_manifest
+    from ablations.config.secrets import redact
 
     cfg = compose_config(args.overrides)
     spec = load_ablation(OmegaConf.to_container(cfg.ablation, resolve=True))
@@ -110,7 +110,7 @@ def _with_sweep(args, ablation, keys):
     from omegaconf import OmegaConf
 
     from ablations.config import compose_config, override_key
-    from ablations.sweep import SweepConfig
+    from ablations.config.sweep import SweepConfig
 
     part_args = copy.copy(args)
     if ablation.sweep and "sweep" not in keys:
@@ -132,14 +132,14 @@ def _runner(sweep):
 
 def _validate_cells(overrides, ablation, tasks, seeds) -> None:
     from ablations.config import compose_config, to_run_config
-    from ablations.grid import cell_overrides
+    from ablations.config.ablation import cell_overrides
 
     for cell in ablation.cells(tasks, seeds):
         _single_device(to_run_config(compose_config(cell_overrides(ablation, overrides, cell))))
 
 
 def _suite_report(out: Path) -> Path:
-    from ablations.suite_report import build_suite_report
+    from ablations.report.suite import build_suite_report
 
     report = build_suite_report(out)
     for error in report["errors"]:
@@ -149,7 +149,7 @@ def _suite_report(out: Path) -> Path:
 
 def _report(out: Path, ablation, command: str) -> Path:
     """The report of a results directory (its manifest.json, written before any run, says how it was made)."""
-    from ablations.report import build_report
+    from ablations.report.ablation import build_report
 
     report = build_report(out)
     for error in report["errors"]:
@@ -158,11 +158,11 @@ def _report(out: Path, ablation, command: str) -> Path:
 
 
 def cmd_report(args) -> int:
-    from ablations.report import build_report
+    from ablations.report.ablation import build_report
 
     directories = [Path(args.directory)] + ([Path(args.compare)] if args.compare else [])
-    from ablations.results import check_results_dir
-    from ablations.suite_report import build_suite_report, is_suite
+    from ablations.store.files import check_results_dir
+    from ablations.report.suite import build_suite_report, is_suite
 
     if directories[0].is_dir():
         check_results_dir(directories[0])  # before anything reads it: a corrupted file is one line, named
@@ -196,8 +196,8 @@ def _single_device(run_cfg) -> None:
 def _run_grid(args, out, ablation, sweep, tasks, seeds, started) -> None:
     """sweep=none: every cell once per seed with the task's default hyper-parameters; resumes from runs.csv."""
     from ablations.config import compose_config, to_run_config
-    from ablations.grid import cell_overrides
-    from ablations.results import check_results_dir, run_lock
+    from ablations.config.ablation import cell_overrides
+    from ablations.store.files import check_results_dir, run_lock
 
     planned = []
     for cell in ablation.cells(tasks, seeds):
@@ -214,8 +214,8 @@ def _run_grid(args, out, ablation, sweep, tasks, seeds, started) -> None:
 def _run_grid_locked(args, out, ablation, planned, started) -> None:
     from tqdm import tqdm
 
-    from ablations.results import append_run, read_runs
-    from ablations.run import train
+    from ablations.store.files import append_run, read_runs
+    from ablations.execute.run import train
 
     done = read_runs(out)
     todo = []
@@ -245,8 +245,8 @@ def _run_grid_locked(args, out, ablation, planned, started) -> None:
 
 def _run_sweep(args, out, ablation, sweep, tasks, seeds, started, *, wait: bool = True) -> bool:
     """A tuned sweep through the study storage (see ablations/sweep.py); returns whether it is finished."""
-    from ablations.results import check_results_dir, run_lock
-    from ablations.sweep import plan_cells
+    from ablations.store.files import check_results_dir, run_lock
+    from ablations.execute.plan import plan_cells
 
     plans = plan_cells(ablation, args.overrides, tasks)
     if out.exists():
@@ -259,7 +259,7 @@ def _run_sweep(args, out, ablation, sweep, tasks, seeds, started, *, wait: bool 
 def _run_sweep_locked(args, out, ablation, plans, sweep, seeds, started, *, wait: bool) -> bool:
     from tqdm import tqdm
 
-    from ablations.sweep import Worker, start_local_workers
+    from ablations.execute.worker import Worker, start_local_workers
 
     worker = Worker(out, ablation, plans, sweep, list(seeds or range(sweep.seeds)))
     done, total = worker.units()
@@ -296,8 +296,8 @@ def cmd_worker(args) -> int:
     from omegaconf import OmegaConf
 
     from ablations.config import compose_config, dedupe_overrides, override_key
-    from ablations.grid import Ablation
-    from ablations.sweep import SweepConfig
+    from ablations.config.ablation import Ablation
+    from ablations.config.sweep import SweepConfig
 
     manifest_path = Path(args.directory) / "manifest.json"
     if not manifest_path.exists():

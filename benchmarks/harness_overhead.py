@@ -1,4 +1,4 @@
-"""Wall time of one `ablate train` run (ablations.run.train: Lightning Trainer, CSV log, divergence checks,
+"""Wall time of one `ablate train` run (ablations.execute.run.train: Lightning Trainer, CSV log, divergence checks,
 validation, test, result.json) against the same work in a plain PyTorch loop.
 
 Why: the suite trains thousands of tiny models; a harness that costs more than the model makes every ablation
@@ -32,8 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ablations.config import compose_config, to_run_config  # noqa: E402
-from ablations.module import AblationModule, batch_scores, evaluate  # noqa: E402
-from ablations.run import build, train  # noqa: E402
+from ablations.execute.module import AblationModule, batch_scores, evaluate  # noqa: E402
+from ablations.execute.run import build, train  # noqa: E402
 from tasks.datamodule import OrderedBatches, ShuffledBatches, TaskDataModule  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from ablations.aggregate import (aggregate, clean_runs, holm, load, normalise, optimisability, read_curves,
+from ablations.analyse.aggregate import (aggregate, clean_runs, holm, load, normalise, optimisability, read_curves,
                                  read_trials, resilience, resolve_run_dir, summarise, t_interval, welch_test)
 from tests.ablations.fixtures.synthetic import (make_results, runs_frame, scores, standard_spec, standard_trials,
                                                 trials_frame)

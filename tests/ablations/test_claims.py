@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablations.claims import CLAIMS, evaluate
-from ablations.results import COLUMNS
-from ablations.suite_report import build_suite_report, is_suite
+from ablations.report.claims import CLAIMS, evaluate
+from ablations.store.files import COLUMNS
+from ablations.report.suite import build_suite_report, is_suite
 
 CHANCE = {"copy": 0.1, "digits": 0.1, "char_lm": 5.0, "spoken_digits": 0.1, "moving_digits": 0.25,
           "assoc_recall": 1 / 32, "induction": 1 / 24}

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from ablations.config import (OptimConfig, RunConfig, TrainerConfig, compose_config, conf_dir,
                               dedupe_overrides, group_options, to_run_config)
-from ablations.grid import Ablation
+from ablations.config.ablation import Ablation
 from models import ModelConfig
 from models.components import RESIDUAL
 from models.errors import ConfigError
@@ -196,7 +196,7 @@ def test_model_yaml_sets_every_field(path):
 
 @pytest.mark.parametrize("path", sorted((conf_dir() / "ablation").glob("*.yaml")), ids=lambda p: p.stem)
 def test_ablation_yaml_parses_and_each_variant_composes(path):
-    from ablations.grid import Suite, load_ablation
+    from ablations.config.ablation import Suite, load_ablation
 
     spec = load_ablation(yaml(path))
     assert spec.name == path.stem

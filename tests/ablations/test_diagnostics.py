@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from ablations.config import compose_config, to_run_config
-from ablations.diagnostics import (Probe, attention_entropy, gradient_rows, loss_events, rank1_residual,
-                                   token_spread)
-from ablations.run import train
+from ablations.execute.diagnostics import Probe, attention_entropy, gradient_rows, rank1_residual, token_spread
+from ablations.analyse.diagnostics import loss_events
+from ablations.execute.run import train
 from models import ModelConfig, build_model
 
 CFG = ModelConfig(d_model=32, n_layers=4, n_heads=4, d_ff=64)

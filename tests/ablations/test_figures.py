@@ -2,8 +2,8 @@
 
 import pytest
 
-from ablations import figures
-from ablations.aggregate import aggregate, load
+from ablations.report import figures
+from ablations.analyse.aggregate import aggregate, load
 from tests.ablations.fixtures.synthetic import make_results, standard_spec, standard_trials
 
 PNG = b"\x89PNG\r\n\x1a\n"

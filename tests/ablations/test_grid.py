@@ -2,7 +2,7 @@
 
 import pytest
 
-from ablations.grid import Ablation, Cell
+from ablations.config.ablation import Ablation, Cell
 from models.errors import ConfigError
 
 
@@ -123,7 +123,7 @@ def test_wrongly_shaped_values_are_config_errors(changes):
 
 
 def test_shared_overrides_are_defaults_the_command_line_and_the_variant_beat():
-    from ablations.grid import cell_overrides
+    from ablations.config.ablation import cell_overrides
 
     ablation = Ablation.from_dict(spec(overrides=["trainer.max_steps=400", "model.n_layers=6"],
                                        variants={"base": [], "deep": ["model.n_layers=8"]}))
@@ -143,7 +143,7 @@ def test_an_ablation_may_name_its_sweep_profile():
 
 
 def test_a_suite_is_made_of_parts_that_inherit_its_sweep():
-    from ablations.grid import Suite, load_ablation
+    from ablations.config.ablation import Suite, load_ablation
 
     part = lambda **changes: {k: v for k, v in spec(**changes).items() if k != "name"}  # noqa: E731
     data = {"name": "s", "description": "d", "sweep": "quick", "report": "claims",
@@ -167,12 +167,12 @@ def test_the_claims_ablation_file_is_a_valid_suite():
     from omegaconf import OmegaConf
 
     from ablations.config import compose_config
-    from ablations.grid import Suite, load_ablation
+    from ablations.config.ablation import Suite, load_ablation
 
     suite = load_ablation(OmegaConf.to_container(compose_config(["ablation=claims"]).ablation, resolve=True))
     assert isinstance(suite, Suite) and suite.report == "claims"
     assert set(suite.parts) == {"depth", "components", "modalities", "memory"}
-    from ablations.claims import CLAIMS
+    from ablations.report.claims import CLAIMS
 
     for claim in CLAIMS:  # every claim reads a part that exists
         assert claim.part in suite.parts

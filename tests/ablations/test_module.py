@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ablations.config import OptimConfig
-from ablations.module import AblationModule, batch_scores, evaluate
+from ablations.execute.module import AblationModule, batch_scores, evaluate
 from models import ModelConfig, build_model
 from tasks import IGNORE
 from tasks.base import Split

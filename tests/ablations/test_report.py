@@ -5,7 +5,7 @@ import re
 import pandas as pd
 import pytest
 
-from ablations.report import build_report, latex_escape, write_report
+from ablations.report.ablation import build_report, latex_escape, write_report
 from tests.ablations.fixtures.synthetic import make_results, standard_spec, standard_trials
 
 FIGURES = ["resilience_heatmap", "learning_curves", "lr_sensitivity", "cost"]

@@ -6,7 +6,7 @@ import multiprocessing
 import pandas as pd
 import pytest
 
-from ablations.results import COLUMNS, append_run, read_runs, write_json_atomic, write_text_atomic
+from ablations.store.files import COLUMNS, append_run, read_runs, write_json_atomic, write_text_atomic
 from models.errors import ConfigError
 
 

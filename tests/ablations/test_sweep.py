@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 
 from ablations.cli import main
-from ablations.sweep import SweepConfig, claim, open_storage, progress_of, redact
+from ablations.config.sweep import SweepConfig
+from ablations.execute.storage import claim, open_storage, progress_of
+from ablations.config.secrets import redact
 from models.errors import ConfigError
 
 ABLATE = str(Path(sys.executable).parent / "ablate")

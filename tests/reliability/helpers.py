@@ -44,7 +44,7 @@ def ablate(*argv: str, cwd: Path, timeout: float = 300, **extra_env) -> subproce
 
 def table(directory: Path):
     """runs.csv's run-defining columns, sorted by cell, as plain Python values (NaN as None)."""
-    from ablations.results import read_runs
+    from ablations.store.files import read_runs
 
     frame = read_runs(directory)[TABLE].sort_values(["variant", "task", "seed"]).reset_index(drop=True)
     return [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict("records")]

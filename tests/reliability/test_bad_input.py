@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ablations.cli import main
-from ablations.results import COLUMNS
+from ablations.store.files import COLUMNS
 from models.errors import ConfigError
 from tests.reliability.helpers import TINY, ablate, snapshot
 

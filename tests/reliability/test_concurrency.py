@@ -14,7 +14,7 @@ import time
 import pytest
 
 from ablations.cli import main
-from ablations.results import read_runs, run_lock
+from ablations.store.files import read_runs, run_lock
 from models.errors import ConfigError
 from tests.reliability.helpers import ABLATE, GRID, env
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ablations.cli import main
-from ablations.results import COLUMNS
+from ablations.store.files import COLUMNS
 from tests.ablations.fixtures.synthetic import make_results, standard_trials
 from tests.reliability.helpers import TINY, snapshot
 
@@ -120,7 +120,7 @@ def test_a_journal_append_cut_short_by_a_kill_is_dropped_not_refused(tmp_path):
     after it was acknowledged), so the next append starts a line of its own and the journal stays readable."""
     import optuna
 
-    from ablations.sweep import open_storage
+    from ablations.execute.storage import open_storage
 
     study = optuna.create_study(study_name="s", storage=open_storage(None, tmp_path))
     study.tell(study.ask(), 1.0)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ablations.cli import main
-from ablations.results import read_runs
+from ablations.store.files import read_runs
 from tests.reliability.helpers import ABLATE, GRID, env, table
 
 
@@ -88,7 +88,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_table(tmp
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from ablations.results import append_run, read_runs, write_json_atomic
+    from ablations.store.files import append_run, read_runs, write_json_atomic
     out = Path(sys.argv[1])
     n = len(read_runs(out))
     print("ready", flush=True)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from ablations.cli import main
-from ablations.sweep import _redact_text, redact
+from ablations.config.secrets import _redact_text, redact
 from tests.reliability.helpers import TINY, snapshot
 
 SECRET = "pw-S3cret-9f2"

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ablations.module import batch_scores
+from ablations.execute.module import batch_scores
 from models import ModelConfig, build_model
 from models.errors import ConfigError
 from tasks import IGNORE, TASKS

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ablations.module import batch_scores
+from ablations.execute.module import batch_scores
 from models.errors import ConfigError
 from tasks import IGNORE, TASKS
 from tasks.base import SPLITS

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from ablations.config import compose_config, to_run_config
-from ablations.run import train
+from ablations.execute.run import train
 from tasks import TASKS
 
 

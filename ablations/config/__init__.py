@@ -37,7 +37,7 @@ GROUPS = ("model", "task", "trainer", "sweep", "ablation")
 
 def conf_dir() -> Path:
     """`conf/` beside the packages in a clone or editable install, else the copy packaged into the wheel."""
-    checkout = Path(__file__).resolve().parent.parent / "conf"
+    checkout = Path(__file__).resolve().parents[2] / "conf"
     if (checkout / "config.yaml").is_file():
         return checkout
     packaged = Path(str(resources.files("ablations") / "conf"))

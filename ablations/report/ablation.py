@@ -27,9 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from ablations import __version__
-from ablations import aggregate as agg_mod
-from ablations.aggregate import MARKS, Aggregate, aggregate, load
-from ablations.results import write_text_atomic
+from ablations.analyse import aggregate as agg_mod
+from ablations.analyse.aggregate import MARKS, Aggregate, aggregate, load
+from ablations.store.files import write_text_atomic
 
 FIGURES = {
     "resilience_heatmap": "Normalised score per variant and task, and resilience over all tasks",
@@ -529,7 +529,7 @@ def _draw(name: str, func, *args) -> tuple[Path | None, str | None]:
 
 def _build(directory: Path, *, compare: Path | None = None, ablation: str | None = None,
            description: str | None = None, baseline: str | None = None, command: str | None = None) -> dict:
-    from ablations import figures
+    from ablations.report import figures
 
     directory = Path(directory)
     agg = aggregate(load(directory, ablation=ablation, description=description, baseline=baseline))
@@ -678,7 +678,7 @@ def build_report(directory: Path, *, compare: Path | None = None) -> dict:
     `compare` names a second results directory (e.g. the same ablation at another depth) whose resilience
     scores are shown beside this one's. Returns a dict: report_md, report_html (paths), figures and tables
     (name -> path), findings (list of markdown lines), errors (figures that could not be drawn), aggregate
-    (the statistics, an `ablations.aggregate.Aggregate`) and compare (the other one's, or None)."""
+    (the statistics, an `ablations.analyse.aggregate.Aggregate`) and compare (the other one's, or None)."""
     return _build(Path(directory), compare=compare)
 
 

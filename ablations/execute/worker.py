@@ -21,243 +21,28 @@ exactly the budgeted work:
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import io
 import json
 import math
 import multiprocessing
 import os
-import re
-import socket
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from ablations.config import RunConfig, compose_config, dedupe_overrides, to_run_config
-from ablations.grid import Ablation
-from ablations.results import COLUMNS, append_run, check_journal, pid_alive, write_text_atomic
-from models.errors import ConfigError
-from models.registry import closest
+from ablations.config import RunConfig, compose_config, to_run_config
+from ablations.config.ablation import Ablation
+from ablations.config.sweep import SPACE_KEYS, SweepConfig
+from ablations.execute.plan import CellPlan
+from ablations.execute.storage import Heartbeat, _alive, _counts, claim, fail_stale, open_storage, progress_of
+from ablations.store.files import COLUMNS, append_run, write_text_atomic
 from tasks import TASKS
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-#: The searchable hyper-parameters and what they set.
-SPACE_KEYS = ("lr", "warmup_frac", "weight_decay")
 TRIAL_COLUMNS = ["ablation", "variant", "task", "trial", "status", "lr", "warmup_frac", "weight_decay",
                  "val_score", "steps", "wall_seconds", "seed", "run_dir", "error", "study"]
 TRIAL_SEED_OFFSET = 1000  # tuning trials use seeds 1000 + trial number, never the seeds reported
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    name: str
-    trials: int
-    seeds: int
-    space: dict
-    pruner: str
-    pruner_startup_trials: int
-    sampler_seed: int
-    storage: str | None
-    workers: int
-    grace_seconds: float
-
-    def __post_init__(self):
-        for key in ("trials", "seeds", "pruner_startup_trials", "sampler_seed"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"sweep.{key} must be a non-negative integer, got {value!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"sweep.workers must be a positive integer, got {self.workers!r}")
-        if not isinstance(self.grace_seconds, (int, float)) or not self.grace_seconds > 0:
-            raise ConfigError(f"sweep.grace_seconds must be positive, got {self.grace_seconds!r}")
-        if self.pruner not in ("none", "median"):
-            raise ConfigError(f"unknown sweep.pruner '{self.pruner}'; valid: median, none")
-        for key, bounds in self.space.items():
-            if key not in SPACE_KEYS:
-                raise ConfigError(f"unknown search-space key 'sweep.space.{key}'{closest(key, SPACE_KEYS)}; "
-                                  f"valid: {', '.join(SPACE_KEYS)}")
-            extra = set(bounds) - {"low", "high", "log"}
-            low, high = bounds.get("low"), bounds.get("high")
-            if extra or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)) \
-                    or low > high or (bounds.get("log") and low <= 0):
-                raise ConfigError(f"sweep.space.{key} must be {{low, high, log}} with low <= high (and low > 0 "
-                                  f"on a log scale), got {dict(bounds)}")
-        if self.trials and not self.space:
-            raise ConfigError("sweep.trials > 0 needs a search space (sweep.space)")
-
-    @property
-    def tunes(self) -> bool:
-        return self.trials > 0
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SweepConfig":
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"unknown key 'sweep.{key}'{closest(key, known)}; "
-                                  f"valid: {', '.join('sweep.' + k for k in known)}")
-        return cls(**{**data, "space": dict(data.get("space") or {})})
-
-
-def redact(url: str | None) -> str | None:
-    """A storage URL with its password replaced by ***, for logs, results and reports."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url) if url else url
-
-
-class FlockJournalLock:
-    """The journal's writer lock as an advisory `flock` on `<journal>.lock`. Optuna's default lock is a
-    symlink that a killed process leaves behind, so the next process waits out a 30-second grace period and
-    then breaks it; the kernel releases a `flock` the moment its holder dies, however it dies. (The journal is
-    for processes on one host; many machines share a PostgreSQL storage instead.)"""
-
-    def __init__(self, path: str):
-        self.path = f"{path}.lock"
-        self._handles: list = []
-
-    def acquire(self) -> bool:
-        handle = open(self.path, "a")
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        self._handles.append(handle)
-        return True
-
-    def release(self) -> None:
-        handle = self._handles.pop()
-        handle.close()  # releases the lock
-
-
-def _journal(path: Path):
-    """A journal-file storage at `path`, checked line by line first (before anything is written): a line that
-    is not JSON is a one-line error naming the file and the line. A last line without its newline is what a
-    process killed in the middle of an append leaves behind (nothing after it was acknowledged): it is cut off,
-    under the writer lock, so that the next append starts on a line of its own."""
-    if path.is_file():
-        check_journal(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FlockJournalLock(str(path))
-    lock.acquire()
-    try:
-        with open(path, "ab+") as handle:
-            handle.seek(0)
-            data = handle.read()
-            end = data.rfind(b"\n") + 1
-            if end < len(data):
-                handle.truncate(end)
-    finally:
-        lock.release()
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))
-
-
-def open_storage(url: str | None, out: Path):
-    """The study storage: a journal file under the results directory by default, or an RDB URL
-    (PostgreSQL for many machines). An unreachable or malformed URL is a one-line error, with any password
-    replaced by ***."""
-    if not url:
-        return _journal(Path(out) / "studies.journal")
-    if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql://",
-                       "mysql+pymysql://")):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-        except Exception as error:  # sqlalchemy's errors span many lines; one is enough
-            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-            raise ConfigError(f"cannot open sweep storage {redact(url)}: {_redact_text(reason, url)}") from None
-    if url.startswith("journal:"):
-        return _journal(Path(url.removeprefix("journal:")))
-    raise ConfigError(f"unsupported sweep.storage '{redact(url)}'; valid: null (a journal file in the results "
-                      f"directory), journal:PATH, postgresql://user:password@host/db")
-
-
-def _redact_text(text: str, url: str) -> str:
-    """`text` with every URL in it redacted, and the password of `url` (if any) replaced wherever it appears."""
-    text = re.sub(r"[a-z][a-z0-9+.-]*://\S+", lambda m: redact(m.group(0)), text)
-    password = re.match(r"[^:]+://[^:/@]+:([^@]*)@", url)
-    if password and password.group(1):
-        text = text.replace(password.group(1), "***")
-    return text
-
-
-# --- claiming work through the storage -------------------------------------------------------------------
-
-def _alive(trial) -> bool:
-    return trial.state == TrialState.RUNNING
-
-
-def _counts(trial) -> bool:
-    """Whether a trial uses up budget: finished for real, or running (liveness is checked separately)."""
-    attrs = trial.user_attrs
-    if attrs.get("surplus") or attrs.get("stale"):
-        return False
-    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-
-
-def fail_stale(study, grace_seconds: float) -> int:
-    """Mark running trials whose worker is gone as stale (FAIL), so that their unit is claimed again."""
-    host = socket.gethostname()
-    now = time.time()
-    marked = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = str(trial.user_attrs.get("owner", ""))
-        owner_host, _, pid = owner.rpartition(":")
-        dead = owner_host == host and pid.isdigit() and not pid_alive(int(pid))
-        beat = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else now)
-        if dead or now - float(beat) > grace_seconds:
-            storage = study._storage
-            try:
-                storage.set_trial_user_attr(trial._trial_id, "stale", True)
-                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-                marked += 1
-            except (RuntimeError, ValueError):  # it finished meanwhile
-                pass
-    return marked
-
-
-def progress_of(study, budget: int) -> tuple[int, int]:
-    """(finished units, running units) of a study, counting only trials within the budget."""
-    counted = [t for t in study.get_trials(deepcopy=False) if _counts(t)]
-    finished = sum(1 for t in counted if not _alive(t))
-    return min(finished, budget), sum(1 for t in counted if _alive(t))
-
-
-def claim(study, budget: int):
-    """Ask for a trial and keep it only if it falls within the budget; else close it as surplus."""
-    trial = study.ask()
-    earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _counts(t)]
-    if len(earlier) >= budget:
-        trial.set_user_attr("surplus", True)
-        study.tell(trial, state=TrialState.FAIL)
-        return None
-    trial.set_user_attr("owner", f"{socket.gethostname()}:{os.getpid()}")
-    trial.set_user_attr("heartbeat", time.time())
-    return trial
-
-
-class Heartbeat:
-    """Refreshes a running trial's heartbeat from a background thread while its run trains."""
-
-    def __init__(self, study, trial, interval: float):
-        self.study, self.trial, self.interval = study, trial, interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self):
-        while not self.stop.wait(self.interval):
-            try:
-                self.study._storage.set_trial_user_attr(self.trial._trial_id, "heartbeat", time.time())
-            except Exception:  # the trial finished or the storage blinked: the next beat retries
-                pass
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 class PruningCallback:
@@ -278,51 +63,6 @@ class PruningCallback:
                     raise optuna.TrialPruned(f"pruned at step {step} ({monitor}={float(value):.4g})")
 
         return _Callback()
-
-
-# --- the plan and the worker -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CellPlan:
-    variant: str
-    task: str
-    overrides: tuple[str, ...]   # everything but the tuned parameters and the seed
-    study: str                   # tuning study name
-    direction: str               # maximize | minimize
-
-    def final_study(self, seed: int) -> str:
-        return f"{self.study}.final.s{seed}"
-
-
-def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None) -> list[CellPlan]:
-    """One plan per (variant, task): its overrides, validated now, and its study names."""
-    from ablations.config import override_key
-
-    base = [o for o in user_overrides if override_key(o) not in ("seed", "task")]
-    plans = []
-    for task in (tasks or ablation.tasks):
-        for variant in [ablation.baseline] + [v for v in ablation.variants if v != ablation.baseline]:
-            overrides = tuple(dedupe_overrides([*ablation.overrides, *base, f"task={task}",
-                                                *ablation.variants[variant]]))
-            run_cfg = to_run_config(compose_config(list(overrides)))  # validates before any work
-            if run_cfg.trainer.devices != 1:
-                raise ConfigError(f"trainer.devices={run_cfg.trainer.devices} is for single runs (`ablate train`); "
-                                  f"a sweep runs one device per trial (use sweep.workers for parallelism)")
-            # The study name carries a hash of everything the runs depend on except the tuned optimiser
-            # settings and the seed, so a changed config never resumes another config's study.
-            digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,
-                            "trainer": {k: v for k, v in dataclasses.asdict(run_cfg.trainer).items()
-                                        if k != "diagnostics_every"},  # diagnostics change nothing trained
-                            "batch_size": run_cfg.optim.batch_size})
-            direction = "maximize" if TASKS.get(task).higher_is_better else "minimize"
-            plans.append(CellPlan(variant, task, overrides, f"{ablation.name}.{variant}.{task}.{digest}", direction))
-    return plans
-
-
-def _hash(data: dict) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 class Worker:
@@ -360,7 +100,7 @@ class Worker:
                 for key, b in self.sweep.space.items()}
 
     def _run(self, study, trial, cfg: RunConfig, run_dir: Path, variant: str, callbacks=()) -> dict:
-        from ablations.run import train
+        from ablations.execute.run import train
 
         with Heartbeat(study, trial, max(1.0, min(20.0, self.sweep.grace_seconds / 4))):
             return train(cfg, run_dir, variant=variant, ablation=self.ablation.name, callbacks=callbacks)

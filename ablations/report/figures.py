@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablations.aggregate import BROKEN_BELOW, MARKS, Aggregate, read_curves
+from ablations.analyse.aggregate import BROKEN_BELOW, MARKS, Aggregate, read_curves
 
 DPI = 120
 VERDICT_LEGEND = (f"▲ better   ▼ worse   (Welch t-test vs baseline, Holm-corrected p < 0.05)   "

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablations.results import read_runs
+from ablations.store.files import read_runs
 
 ALPHA = 0.05              # significance level, after Holm-Bonferroni correction
 CONFIDENCE = 0.95         # confidence level of every interval

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablations import claim_figures
-from ablations.aggregate import FAILED, load, normalise, read_trials, resolve_run_dir, summarise, t_interval, \
+from ablations.report import claim_figures
+from ablations.analyse.aggregate import FAILED, load, normalise, read_trials, resolve_run_dir, summarise, t_interval, \
     welch_test
-from ablations.diagnostics import read_diagnostics, training_loss
+from ablations.analyse.diagnostics import read_diagnostics, training_loss
 
 VERDICTS = ("supported", "not supported", "inconclusive")
 ALPHA = 0.05

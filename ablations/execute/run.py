@@ -21,9 +21,9 @@ from optuna.exceptions import TrialPruned
 
 from ablations import __version__
 from ablations.config import RunConfig
-from ablations.diagnostics import Diagnostics
-from ablations.module import AblationModule, evaluate
-from ablations.results import write_json_atomic
+from ablations.execute.diagnostics import Diagnostics
+from ablations.execute.module import AblationModule, evaluate
+from ablations.store.files import write_json_atomic
 from models import build_model
 from tasks import TASKS
 from tasks.datamodule import OrderedBatches, TaskDataModule

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablations.report import _Doc, _duration, _num, build_report
-from ablations.results import write_text_atomic
+from ablations.report.ablation import _Doc, _duration, _num, build_report
+from ablations.store.files import write_text_atomic
 
 VERDICT_MARKS = {"supported": "✔ supported", "not supported": "✘ not supported", "inconclusive": "? inconclusive"}
 
@@ -83,7 +83,7 @@ def build_suite_report(directory: Path, *, rebuild_parts: bool = False) -> dict:
 
 
 def _claims(doc: _Doc, directory: Path, title: str, manifest: dict, errors: list[str]) -> None:
-    from ablations.claims import evaluate
+    from ablations.report.claims import evaluate
 
     results = evaluate(directory)
     spec = manifest.get("ablation") or {}

@@ -25,7 +25,7 @@ one tidy row per (step, layer, branch, head, metric):
 - `attention_entropy`: mean entropy (nats) of each head's attention distribution over the keys, per block and
   head; absent for kernelised attention, which never forms the distribution.
 
-`loss_events` finds loss spikes in the run's training-loss log (see its docstring); divergence itself is the
+`ablations.analyse.diagnostics.loss_events` finds loss spikes in the run's training-loss log (see its docstring); divergence itself is the
 run's `diverged` status and `diverged_step`.
 """
 
@@ -39,12 +39,10 @@ import lightning.pytorch as pl
 import pandas as pd
 import torch
 
-from ablations.results import write_text_atomic
+from ablations.analyse.diagnostics import COLUMNS, _row, loss_events
+from ablations.store.files import write_text_atomic
 
-COLUMNS = ["step", "layer", "branch", "head", "metric", "value"]
 PROBE_SIZE = 16
-#: a logged training loss more than this multiple of the lowest loss logged before it is a spike
-SPIKE_FACTOR = 1.5
 
 
 def _norm(x: torch.Tensor) -> float:
@@ -157,11 +155,6 @@ def gradient_rows(model, step: int) -> list[dict]:
     return [_row(step, layer, "", -1, "grad_norm", value) for layer, value in enumerate(values)]
 
 
-def _row(step, layer, branch, head, metric, value) -> dict:
-    return {"step": int(step), "layer": int(layer), "branch": branch, "head": int(head), "metric": metric,
-            "value": float(value)}
-
-
 class Diagnostics(pl.Callback):
     """Measures the diagnostics above at step 0, every `every` steps and at the last step."""
 
@@ -205,47 +198,3 @@ class Diagnostics(pl.Callback):
         buffer = io.StringIO()
         frame.to_csv(buffer, index=False)
         write_text_atomic(Path(run_dir) / "diagnostics.csv", buffer.getvalue())
-
-
-def training_loss(metrics_csv: Path) -> pd.DataFrame:
-    """(step, loss) of a run's logged training loss, from the Lightning CSV log; empty when there is none."""
-    path = Path(metrics_csv)
-    if not path.is_file():
-        return pd.DataFrame(columns=["step", "loss"])
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # an empty field: not logged; "nan": a NaN loss
-    if "train/loss" not in frame.columns:
-        return pd.DataFrame(columns=["step", "loss"])
-    frame = frame[frame["train/loss"] != ""]
-    return pd.DataFrame({"step": frame["step"].astype(int), "loss": frame["train/loss"].astype(float)})
-
-
-def loss_events(metrics_csv: Path) -> pd.DataFrame:
-    """Loss spikes as diagnostic rows (metric `loss_spike`, value = loss / lowest earlier loss): a logged
-    training loss more than SPIKE_FACTOR times the lowest loss logged before it. A non-finite loss is a spike
-    with value inf (the run's status says whether it diverged)."""
-    loss = training_loss(metrics_csv)
-    rows, lowest = [], math.inf
-    for step, value in zip(loss["step"], loss["loss"]):
-        if not math.isfinite(value):
-            rows.append(_row(step, -1, "", -1, "loss_spike", math.inf))
-            continue
-        if math.isfinite(lowest) and value > SPIKE_FACTOR * lowest:
-            rows.append(_row(step, -1, "", -1, "loss_spike", value / lowest))
-        lowest = min(lowest, value)
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def read_diagnostics(directory: Path, runs: pd.DataFrame) -> pd.DataFrame:
-    """Every run's diagnostics.csv with its run's variant, task and seed (runs without one are skipped)."""
-    from ablations.aggregate import resolve_run_dir
-
-    frames = []
-    for run in runs.to_dict("records"):
-        run_dir = resolve_run_dir(directory, run)
-        path = run_dir / "diagnostics.csv" if run_dir is not None else None
-        if path is not None and path.is_file():
-            frame = pd.read_csv(path, dtype={"branch": str}, keep_default_na=False, na_values={"value": [""]})
-            frames.append(frame.assign(variant=run["variant"], task=run["task"], seed=run["seed"]))
-    if not frames:
-        return pd.DataFrame(columns=COLUMNS + ["variant", "task", "seed"])
-    return pd.concat(frames, ignore_index=True)

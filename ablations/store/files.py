@@ -145,7 +145,7 @@ def check_json(path: Path, *, kind: str = "results file") -> dict:
 def check_journal(path: Path) -> None:
     """An Optuna journal file is one JSON object per line; a complete line that is not is a one-line
     `ConfigError` naming the file and the line. (A last line without its newline is an append cut short by a
-    killed process, which the sweep's storage drops; see `ablations.sweep.open_storage`.)"""
+    killed process, which the sweep's storage drops; see `ablations.execute.storage.open_storage`.)"""
     path = Path(path)
     data = path.read_bytes()
     for number, line in enumerate(data[:data.rfind(b"\n") + 1].splitlines(), 1):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from ablations.figures import _figure, _save, _style
+from ablations.report.figures import _figure, _save, _style
 
 
 def contribution_heatmaps(diag: pd.DataFrame, variants: list[str], path: Path) -> Path | None:

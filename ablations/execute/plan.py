@@ -1,0 +1,59 @@
+"""The plan: an ablation's cells (variant x task), each validated before any work, with its study names.
+
+Tuning trials of one cell live in one study named `<ablation>.<variant>.<task>.<config hash>`; each final
+seeded run is the single trial of its own study `<...>.final.s<seed>` (budget 1), so it too runs exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from ablations.config import compose_config, dedupe_overrides, to_run_config
+from ablations.config.ablation import Ablation
+from models.errors import ConfigError
+from tasks import TASKS
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    variant: str
+    task: str
+    overrides: tuple[str, ...]   # everything but the tuned parameters and the seed
+    study: str                   # tuning study name
+    direction: str               # maximize | minimize
+
+    def final_study(self, seed: int) -> str:
+        return f"{self.study}.final.s{seed}"
+
+
+def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None) -> list[CellPlan]:
+    """One plan per (variant, task): its overrides, validated now, and its study names."""
+    from ablations.config import override_key
+
+    base = [o for o in user_overrides if override_key(o) not in ("seed", "task")]
+    plans = []
+    for task in (tasks or ablation.tasks):
+        for variant in [ablation.baseline] + [v for v in ablation.variants if v != ablation.baseline]:
+            overrides = tuple(dedupe_overrides([*ablation.overrides, *base, f"task={task}",
+                                                *ablation.variants[variant]]))
+            run_cfg = to_run_config(compose_config(list(overrides)))  # validates before any work
+            if run_cfg.trainer.devices != 1:
+                raise ConfigError(f"trainer.devices={run_cfg.trainer.devices} is for single runs (`ablate train`); "
+                                  f"a sweep runs one device per trial (use sweep.workers for parallelism)")
+            # The study name carries a hash of everything the runs depend on except the tuned optimiser
+            # settings and the seed, so a changed config never resumes another config's study.
+            digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,
+                            "trainer": {k: v for k, v in dataclasses.asdict(run_cfg.trainer).items()
+                                        if k != "diagnostics_every"},  # diagnostics change nothing trained
+                            "batch_size": run_cfg.optim.batch_size})
+            direction = "maximize" if TASKS.get(task).higher_is_better else "minimize"
+            plans.append(CellPlan(variant, task, overrides, f"{ablation.name}.{variant}.{task}.{digest}", direction))
+    return plans
+
+
+def _hash(data: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -1,0 +1,1 @@
+"""Report: markdown, HTML and TeX reports and seaborn figures, built from what analyse computes."""
