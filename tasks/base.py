@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,9 +115,26 @@ def positive_int(task: str, **values) -> None:
             raise ConfigError(f"task.{key} of task {task} must be a positive integer, got {value!r}")
 
 
+def user_cache_dir(platform: str | None = None) -> Path:
+    """The user's cache folder for the suite: `$XDG_CACHE_HOME/ablate` when that is set (an absolute path, as the
+    XDG spec requires), else the platform's convention: `~/Library/Caches/ablate` on macOS,
+    `%LOCALAPPDATA%\\ablate\\Cache` on Windows, `~/.cache/ablate` elsewhere. Outside the working directory, so
+    that every checkout, results folder and working directory shares one cache instead of regenerating it."""
+    platform = sys.platform if platform is None else platform
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "ablate"
+    if platform == "win32":
+        local = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(local) / "ablate" / "Cache"
+    if platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "ablate"
+    return Path.home() / ".cache" / "ablate"
+
+
 def cache_dir() -> Path:
-    """Where costly generated data are cached: `$ABLATE_CACHE`, else `results/cache` under the working directory.
-    Files in it are named by the task's parameters, so a changed parameter never reads a stale file."""
-    path = Path(os.environ.get("ABLATE_CACHE") or Path("results") / "cache")
+    """Where costly generated data are cached: `$ABLATE_CACHE` if set, else `user_cache_dir()`. Files in it are
+    named by the task's parameters, so a changed parameter never reads a stale file."""
+    path = Path(os.environ.get("ABLATE_CACHE") or user_cache_dir())
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -39,6 +39,8 @@ def _no_espeak(cwd: Path, monkeypatch) -> None:
     empty.mkdir(exist_ok=True)
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.setenv("ABLATE_CACHE", str(cwd.parent / "fresh-cache"))
+    import tasks.spoken_digits as sd  # and no espeak-ng library either (as if espeakng-loader were absent)
+    monkeypatch.setattr(sd, "_LIBRARY", sd.SynthesisUnavailable("espeakng-loader is not installed"))
 
 
 HEADER = ",".join(COLUMNS).encode()
@@ -86,7 +88,7 @@ CASES = [
      _file("res/studies.journal", b'{"op_code": 0}\n{"op_code": 1, "trunc\n{"op_code": 2}\n'),
      r"corrupted study journal res/studies\.journal, line 2: "),
     ("missing-espeak-ng", ["train", "task=spoken_digits", *TINY[:3]], _no_espeak,
-     r"task spoken_digits needs espeak-ng: apt-get install espeak-ng"),
+     r"task spoken_digits needs espeak-ng: pip install espeakng-loader"),
     pytest.param("plugin-fails-to-import", ["train", "plugins=[no_such_plugin_module]"], None,
                  r"plugin 'no_such_plugin_module' failed to (load|import)",
                  marks=pytest.mark.skipif(not PLUGINS, reason="plugins=[...] is not implemented yet")),

@@ -10,7 +10,7 @@ from ablations.execute.module import batch_scores
 from models import ModelConfig, build_model
 from models.errors import ConfigError
 from tasks import IGNORE, TASKS
-from tasks.base import SPLITS, Split, positive_int, split_generator
+from tasks.base import SPLITS, Split, cache_dir, positive_int, split_generator, user_cache_dir
 
 NAMES = TASKS.names()
 N = 12  # examples per generated split: enough to tell splits and seeds apart, cheap for costly tasks
@@ -176,3 +176,42 @@ def test_positive_int_rejects(value):
 
 def test_positive_int_accepts():
     positive_int("copy", length=1, vocab=10)
+
+
+# --- cache_dir: $ABLATE_CACHE, else the user's cache folder (never the working directory) ---------------------------
+
+@pytest.fixture
+def home(monkeypatch, tmp_path):
+    """A fake home, no $ABLATE_CACHE, $XDG_CACHE_HOME or %LOCALAPPDATA%, and a working directory of its own."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
+    for name in ("ABLATE_CACHE", "XDG_CACHE_HOME", "LOCALAPPDATA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "home"
+
+
+def test_cache_dir_is_ablate_cache_when_set(home, monkeypatch, tmp_path):
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "mine" and (tmp_path / "mine").is_dir()
+
+
+def test_cache_dir_follows_xdg_cache_home(home, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "ablate" and (tmp_path / "xdg" / "ablate").is_dir()
+    for platform in ("linux", "darwin", "win32"):  # an explicit XDG_CACHE_HOME wins on every platform
+        assert user_cache_dir(platform) == tmp_path / "xdg" / "ablate"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec says: ignore a relative path
+    assert user_cache_dir("linux") == home / ".cache" / "ablate"
+
+
+def test_cache_dir_defaults_to_the_platform_convention(home, monkeypatch, tmp_path):
+    assert user_cache_dir("linux") == home / ".cache" / "ablate"
+    assert user_cache_dir("darwin") == home / "Library" / "Caches" / "ablate"
+    assert user_cache_dir("win32") == home / "AppData" / "Local" / "ablate" / "Cache"
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    assert user_cache_dir("win32") == tmp_path / "local" / "ablate" / "Cache"
+    made = cache_dir()
+    assert made == user_cache_dir() and made.is_dir() and made.is_relative_to(home)
+    assert not (tmp_path / "results").exists(), "nothing is cached under the working directory any more"
