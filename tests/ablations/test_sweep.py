@@ -1,6 +1,6 @@
 """Sweeps: exact budgets, statuses, resume after SIGKILL, several workers on a journal file and on PostgreSQL."""
 
-import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,26 +125,23 @@ def test_two_local_workers_share_one_journal_exactly(tmp_path, monkeypatch):
     _check_exact_budget(tmp_path / "sw")
 
 
-POSTGRES = os.environ.get("ABLATE_TEST_POSTGRES_URL")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not POSTGRES and os.environ.get("CI") != "true",
-                    reason="set ABLATE_TEST_POSTGRES_URL (CI starts a server with .ci/postgres.sh)")
-def test_run_and_a_worker_share_one_postgresql_sweep_exactly(tmp_path):
-    assert POSTGRES, "CI must provide ABLATE_TEST_POSTGRES_URL"
+def test_run_and_a_worker_share_one_postgresql_sweep_exactly(tmp_path, postgres_url):
+    password = re.match(r"[^:]+://[^:/@]+:([^@]+)@", postgres_url)
+    assert password, f"the PostgreSQL URL must carry a password: {redact(postgres_url)}"
     name = f"pg_{uuid.uuid4().hex[:8]}"  # fresh study names on a server that outlives the test
     out = tmp_path / "sw"
-    command = [ABLATE, "run", "-q", *TINY_SWEEP, f"ablation.name={name}", f"sweep.storage={POSTGRES}", f"out={out}"]
+    command = [ABLATE, "run", "-q", *TINY_SWEEP, f"ablation.name={name}", f"sweep.storage={postgres_url}",
+               f"out={out}"]
     first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (out / "manifest.json").exists() and time.time() < deadline and first.poll() is None:
         time.sleep(0.2)
-    worker = subprocess.run([ABLATE, "worker", "-q", str(out), "--storage", POSTGRES], cwd=tmp_path,
+    worker = subprocess.run([ABLATE, "worker", "-q", str(out), "--storage", postgres_url], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert worker.returncode == 0, worker.stderr
     stdout, stderr = first.communicate(timeout=600)
     assert first.returncode == 0, stderr
     _check_exact_budget(out)
     manifest = (out / "manifest.json").read_text()
-    assert "ablate:ablate@" not in manifest and ":***@" in manifest  # the password never reaches the results
+    assert f":{password.group(1)}@" not in manifest and ":***@" in manifest  # the password never reaches results

@@ -3,7 +3,6 @@ error lines, logs, manifest.json, runs.csv, trials.csv, result.json, the reports
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 
@@ -36,22 +35,16 @@ def test_the_error_line_of_an_unreachable_storage_is_redacted(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
-POSTGRES = os.environ.get("ABLATE_TEST_POSTGRES_URL")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not POSTGRES and os.environ.get("CI") != "true",
-                    reason="set ABLATE_TEST_POSTGRES_URL (CI starts a server with .ci/postgres.sh)")
-def test_a_sweep_on_postgresql_writes_and_prints_no_password(tmp_path, monkeypatch, capfd):
-    assert POSTGRES, "CI must provide ABLATE_TEST_POSTGRES_URL"
-    password = re.match(r"[^:]+://[^:/@]+:([^@]+)@", POSTGRES)
-    assert password, f"ABLATE_TEST_POSTGRES_URL must carry a password: {redact(POSTGRES)}"
+def test_a_sweep_on_postgresql_writes_and_prints_no_password(tmp_path, monkeypatch, capfd, postgres_url):
+    password = re.match(r"[^:]+://[^:/@]+:([^@]+)@", postgres_url)
+    assert password, f"the PostgreSQL URL must carry a password: {redact(postgres_url)}"
     leak = f":{password.group(1)}@"  # the password as it sits in a URL
     monkeypatch.chdir(tmp_path)
     name = f"redact_{uuid.uuid4().hex[:8]}"  # fresh study names on a server that outlives the test
     assert main(["run", "sweep=quick", "sweep.trials=2", "sweep.seeds=1", "sweep.pruner=none", "task=copy",
                  f"ablation.name={name}", "~ablation.variants.post_norm", "~ablation.variants.no_residual", *TINY,
-                 f"sweep.storage={POSTGRES}", "out=res"]) == 0
+                 f"sweep.storage={postgres_url}", "out=res"]) == 0
     captured = capfd.readouterr()
     assert leak not in captured.out + captured.err
     files = snapshot(tmp_path / "res")
