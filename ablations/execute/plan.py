@@ -24,12 +24,23 @@ class CellPlan:
     study: str                   # tuning study name
     direction: str               # maximize | minimize
 
-    def final_study(self, seed: int) -> str:
-        return f"{self.study}.final.s{seed}"
+    def final_study(self, seed: int, trials: int = 0) -> str:
+        """The study of one final seeded run. A tuned cell's finals depend on its tuning budget (they re-run the
+        best parameters found), so a larger budget names new finals, which re-run; the old ones stay in the
+        storage, superseded."""
+        return f"{self.study}.final.t{trials}.s{seed}" if trials else f"{self.study}.final.s{seed}"
 
 
-def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None) -> list[CellPlan]:
-    """One plan per (variant, task): its overrides, validated now, and its study names."""
+#: Settings that never change what a run computes, left out of the study name: diagnostics only read the model,
+#: and a stacked run ends where the same run alone would end.
+NEUTRAL_TRAINER_KEYS = ("diagnostics_every", "stack")
+#: The optimiser settings each search-space key sets (left out of the study name when tuned).
+TUNED_OPTIM_KEYS = {"lr": "lr", "weight_decay": "weight_decay", "warmup_frac": "warmup_steps"}
+
+
+def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None, tuned=()) -> list[CellPlan]:
+    """One plan per (variant, task): its overrides, validated now, and its study names. `tuned` are the
+    search-space keys of the sweep."""
     from ablations.config import override_key
 
     base = [o for o in user_overrides if override_key(o) not in ("seed", "task")]
@@ -44,10 +55,11 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None) -> lis
                                   f"a sweep runs one device per trial (use sweep.workers for parallelism)")
             # The study name carries a hash of everything the runs depend on except the tuned optimiser
             # settings and the seed, so a changed config never resumes another config's study.
+            skip = {TUNED_OPTIM_KEYS[k] for k in tuned}
             digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,
                             "trainer": {k: v for k, v in dataclasses.asdict(run_cfg.trainer).items()
-                                        if k != "diagnostics_every"},  # diagnostics change nothing trained
-                            "batch_size": run_cfg.optim.batch_size})
+                                        if k not in NEUTRAL_TRAINER_KEYS},
+                            "optim": {k: v for k, v in dataclasses.asdict(run_cfg.optim).items() if k not in skip}})
             direction = "maximize" if TASKS.get(task).higher_is_better else "minimize"
             plans.append(CellPlan(variant, task, overrides, f"{ablation.name}.{variant}.{task}.{digest}", direction))
     return plans

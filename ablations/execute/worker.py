@@ -5,43 +5,50 @@ validation metrics. The study storage is the only coordination between workers, 
 any number of machines (`ablate run`, `sweep.workers=N`, `ablate worker DIR`) share one sweep and together do
 exactly the budgeted work:
 
-- A unit of work is claimed by asking the storage for a trial. Trial numbers are assigned atomically, so the
-  claim rule "trial n runs only if fewer than `budget` trials numbered below n count" admits exactly `budget`
-  trials however many workers ask at once; a surplus trial is closed at once (marked `surplus`) and ignored.
-- A trial counts when it finished (complete, pruned, diverged, failed) or is running and alive. A running trial
-  whose process is gone (same host, dead pid) or whose heartbeat is older than `sweep.grace_seconds` is marked
-  `stale`, stops counting, and its unit is claimed again: a killed sweep loses nothing and repeats nothing
-  that finished.
-- Tuning trials of one cell live in one study named `<ablation>.<variant>.<task>.<config hash>`; each final
-  seeded run is the single trial of its own study `<...>.final.s<seed>` (budget 1), so it too runs exactly once.
+A grid is a sweep with no tuning trials: its units are the final seeded runs alone, claimed the same way, so
+a plain `ablate run` is shared by `ablate worker DIR`, `sweep.workers=N` and SLURM array tasks like any sweep.
 
-`trials.csv` and `runs.csv` are exported from the storage at the end, so they always agree with it.
+- How a unit is claimed, and redone after a crash with the same slot, parameters and seed: see
+  `ablations.execute.storage`.
+- Tuning trials of one cell live in one study named `<ablation>.<variant>.<task>.<config hash>`; each final
+  seeded run is the single trial of its own study `<...>.final[.t<budget>].s<seed>` (budget 1), so it too runs
+  exactly once. Each study carries what it holds in its user attributes (ablation, variant, task, kind, seed,
+  budget), so the tables can be exported from the storage alone.
+- A later command into the same directory adds to it: other tasks, seeds and variants accumulate, a larger
+  trial budget re-runs the finals that depend on it (the old ones are superseded), and a cell whose config
+  changed is refused in one line (it would mix two configurations under one name).
+- With `trainer.stack=K`, up to K claimed units that share one architecture train as one stacked model
+  (`ablations.execute.stack`); each is still its own trial, run directory and result row.
+
+`trials.csv` and `runs.csv` are exported from the storage after every finished unit, so they always agree with
+it, and their rows are sorted by the plan (not by finishing order): the same command gives the same tables.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import multiprocessing
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import pandas as pd
 from optuna.trial import TrialState
 
 from ablations.config import RunConfig, compose_config, to_run_config
 from ablations.config.ablation import Ablation
 from ablations.config.sweep import SPACE_KEYS, SweepConfig
 from ablations.execute.plan import CellPlan
-from ablations.execute.storage import Heartbeat, _alive, _counts, claim, fail_stale, open_storage, progress_of
-from ablations.store.files import COLUMNS, append_run, write_text_atomic
+from ablations.execute.storage import (SLOT, Heartbeat, _alive, _counts, claim, claimable, fail_stale,
+                                      holds_slot, next_slot, open_storage, progress_of)
+from ablations.store.directory import ResultsDir
+from ablations.store.files import locked
+from models.errors import ConfigError
 from tasks import TASKS
 
-TRIAL_COLUMNS = ["ablation", "variant", "task", "trial", "status", "lr", "warmup_frac", "weight_decay",
-                 "val_score", "steps", "wall_seconds", "seed", "run_dir", "error", "study"]
 TRIAL_SEED_OFFSET = 1000  # tuning trials use seeds 1000 + trial number, never the seeds reported
 
 
@@ -65,23 +72,74 @@ class PruningCallback:
         return _Callback()
 
 
+@dataclass
+class Unit:
+    """One claimed unit of work: a tuning trial (`slot` is its number in the cell's budget) or a final run
+    (`slot` is its seed)."""
+
+    plan: CellPlan
+    kind: str                     # tune | final
+    study: optuna.Study
+    trial: optuna.Trial
+    slot: int
+    cfg: RunConfig
+    run_dir: Path
+    params: dict | None
+
+    @property
+    def label(self) -> str:
+        which = f"trial {self.slot}" if self.kind == "tune" else f"(seed {self.slot})"
+        return f"{self.plan.variant} x {self.plan.task} {which}"
+
+
 class Worker:
-    """Does claimable units of a sweep until none is left; several may run at once against one storage."""
+    """Does claimable units of a grid or sweep until none is left; several may run at once against one storage."""
 
     def __init__(self, out: Path, ablation: Ablation, plans: list[CellPlan], sweep: SweepConfig, seeds: list[int],
-                 *, on_done=None):
-        self.out, self.ablation, self.plans, self.sweep, self.seeds = Path(out), ablation, plans, sweep, seeds
+                 *, on_done=None, stack: int = 1):
+        self.results = ResultsDir(out)
+        self.out, self.ablation, self.plans, self.sweep, self.seeds = self.results.path, ablation, plans, sweep, seeds
+        self.stack = max(1, int(stack))
         self.storage = open_storage(sweep.storage, self.out)
         self.on_done = on_done or (lambda label, row: None)
+        self.notices: set[str] = set()
         self._studies: dict[str, optuna.Study] = {}
+        self._keys: dict[str, str] = {}
 
-    def study(self, name: str, direction: str) -> optuna.Study:
+    # studies --------------------------------------------------------------------------------------------
+    def study(self, name: str, direction: str, **attrs) -> optuna.Study:
         if name not in self._studies:
             pruner = (optuna.pruners.MedianPruner(n_startup_trials=self.sweep.pruner_startup_trials)
                       if self.sweep.pruner == "median" else optuna.pruners.NopPruner())
-            self._studies[name] = optuna.create_study(study_name=name, storage=self.storage, direction=direction,
-                                                      pruner=pruner, load_if_exists=True)
+            study = optuna.create_study(study_name=name, storage=self.storage, direction=direction, pruner=pruner,
+                                        load_if_exists=True)
+            if attrs and study.user_attrs.get("ablation") is None:
+                for key, value in {"ablation": self.ablation.name, **attrs}.items():
+                    study.set_user_attr(key, value)
+            self._studies[name] = study
         return self._studies[name]
+
+    def tuning(self, plan: CellPlan) -> optuna.Study:
+        return self.study(plan.study, plan.direction, variant=plan.variant, task=plan.task, kind="tune",
+                          cell=plan.study, budget=self.sweep.trials)
+
+    def final(self, plan: CellPlan, seed: int) -> optuna.Study:
+        return self.study(plan.final_study(seed, self.sweep.trials), plan.direction, variant=plan.variant,
+                          task=plan.task, kind="final", cell=plan.study, seed=seed, budget=self.sweep.trials)
+
+    def check_conflicts(self) -> None:
+        """Refuse, before any work, a cell that this storage already holds under another configuration."""
+        wanted = {(p.variant, p.task): p.study for p in self.plans}
+        for frozen in self.storage.get_all_studies():
+            attrs = frozen.user_attrs
+            key = (attrs.get("variant"), attrs.get("task"))
+            if attrs.get("ablation") != self.ablation.name or key not in wanted or attrs.get("cell") == wanted[key]:
+                continue
+            if any(t.state != TrialState.WAITING for t in self.storage.get_all_trials(frozen._study_id,
+                                                                                      deepcopy=False)):
+                raise ConfigError(f"{self.out} already holds {key[0]} x {key[1]} of ablation {self.ablation.name} "
+                                  f"with a different config ({attrs.get('cell')} != {wanted[key]}); choose another "
+                                  f"out=DIR or remove that directory")
 
     # one unit of work -----------------------------------------------------------------------------------
     def _config(self, plan: CellPlan, seed: int, params: dict | None) -> RunConfig:
@@ -99,119 +157,179 @@ class Worker:
         return {key: trial.suggest_float(key, float(b["low"]), float(b["high"]), log=bool(b.get("log")))
                 for key, b in self.sweep.space.items()}
 
-    def _run(self, study, trial, cfg: RunConfig, run_dir: Path, variant: str, callbacks=()) -> dict:
-        from ablations.execute.run import train
-
-        with Heartbeat(study, trial, max(1.0, min(20.0, self.sweep.grace_seconds / 4))):
-            return train(cfg, run_dir, variant=variant, ablation=self.ablation.name, callbacks=callbacks)
-
-    def tune_one(self, plan: CellPlan) -> bool:
-        study = self.study(plan.study, plan.direction)
+    def _claim_tune(self, plan: CellPlan) -> Unit | None:
+        study = self.tuning(plan)
         fail_stale(study, self.sweep.grace_seconds)
-        done, running = progress_of(study, self.sweep.trials)
-        if done + running >= self.sweep.trials:
-            return False
-        # Reseed the sampler by the number of trials so far: reproducible alone, different across workers.
-        study.sampler = optuna.samplers.TPESampler(seed=self.sweep.sampler_seed + len(study.trials),
+        if not claimable(study, self.sweep.trials):
+            return None
+        # The sampler is seeded by the slot the trial will take: the same slot samples the same parameters from
+        # the same history, whether or not the sweep was interrupted before it.
+        slot = next_slot(study, self.sweep.trials)
+        study.sampler = optuna.samplers.TPESampler(seed=self.sweep.sampler_seed + (slot or 0),
                                                    n_startup_trials=max(1, min(10, self.sweep.trials // 3)))
         trial = claim(study, self.sweep.trials)
         if trial is None:
-            return False
+            return None
+        slot = trial.user_attrs[SLOT]
         params = self._suggest(trial)
-        cfg = self._config(plan, TRIAL_SEED_OFFSET + trial.number, params)
-        metric = TASKS.get(plan.task).metric
-        run_dir = self.out / "trials" / plan.variant / plan.task / f"t{trial.number}"
-        row = self._run(study, trial, cfg, run_dir, plan.variant, [PruningCallback(trial, f"val/{metric}")])
-        for key in ("status", "val_score", "steps", "wall_seconds", "error"):
-            trial.set_user_attr(key, row[key])
-        trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("seed", cfg.seed)
-        value = row["val_score"]
-        if row["status"] == "ok" and value is not None and math.isfinite(value):
-            study.tell(trial, value)
+        cfg = self._config(plan, TRIAL_SEED_OFFSET + slot, params)
+        return Unit(plan, "tune", study, trial, slot, cfg, self.results.trial_dir(plan.variant, plan.task, slot),
+                    params)
+
+    def _claim_final(self, plan: CellPlan, seed: int) -> Unit | None:
+        study = self.final(plan, seed)
+        fail_stale(study, self.sweep.grace_seconds)
+        if not claimable(study, 1):
+            return None
+        trial = claim(study, 1)
+        if trial is None:
+            return None
+        params = self.best_params(plan)
+        cfg = self._config(plan, seed, params)
+        return Unit(plan, "final", study, trial, seed, cfg, self.results.run_dir(plan.variant, plan.task, seed),
+                    params)
+
+    def _candidates(self):
+        """Claim attempts in plan order: each cell's tuning trials, then its finals once its tuning is done."""
+        for plan in self.plans:
+            if self.sweep.tunes:
+                yield plan, lambda plan=plan: self._claim_tune(plan)
+            if self.tuning_finished(plan):
+                for seed in self.seeds:
+                    yield plan, lambda plan=plan, seed=seed: self._claim_final(plan, seed)
+
+    def _stack_key(self, plan: CellPlan) -> str:
+        from ablations.execute.stack import stack_key
+
+        if plan.study not in self._keys:
+            self._keys[plan.study] = stack_key(self._config(plan, 0, None))
+        return self._keys[plan.study]
+
+    def claim_units(self) -> list[Unit]:
+        """Up to `stack` claimable units that share one architecture (the first claimable one decides which)."""
+        units: list[Unit] = []
+        for plan, attempt in self._candidates():
+            if units and (len(units) >= self.stack or self._stack_key(plan) != self._stack_key(units[0].plan)):
+                continue
+            while len(units) < self.stack:
+                unit = attempt()
+                if unit is None:
+                    break
+                units.append(unit)
+            if len(units) >= self.stack:
+                break
+        return units
+
+    def _train(self, units: list[Unit]) -> list[dict]:
+        from ablations.execute.run import train
+
+        if len(units) > 1:
+            from ablations.execute.stack import Member, stackable, train_stack
+
+            ok, reason = stackable(units[0].cfg)
+            if ok:
+                members = [Member(u.cfg, u.run_dir, u.plan.variant, self.ablation.name,
+                                  on_validation=_pruner(u.trial) if u.kind == "tune" else None) for u in units]
+                return train_stack(members)
+            self._notice(f"note: {units[0].plan.variant} does not stack ({reason}); its runs train one by one")
+        rows = []
+        for u in units:
+            callbacks = [PruningCallback(u.trial, f"val/{TASKS.get(u.plan.task).metric}")] if u.kind == "tune" else []
+            rows.append(train(u.cfg, u.run_dir, variant=u.plan.variant, ablation=self.ablation.name,
+                              callbacks=callbacks))
+        return rows
+
+    def _notice(self, line: str) -> None:
+        if line not in self.notices:
+            self.notices.add(line)
+            import sys
+
+            print(line, file=sys.stderr)
+
+    def _finish(self, unit: Unit, row: dict) -> None:
+        trial, study = unit.trial, unit.study
+        row["run_dir"] = self.results.relative(unit.run_dir)
+        if unit.kind == "tune":
+            for key in ("status", "val_score", "steps", "wall_seconds", "error"):
+                trial.set_user_attr(key, row[key])
+            trial.set_user_attr("run_dir", row["run_dir"])
+            trial.set_user_attr("seed", unit.cfg.seed)
+            value = row["val_score"]
+        else:
+            row["tuned_params"] = json.dumps(unit.params, sort_keys=True) if unit.params else ""
+            trial.set_user_attr("row", json.dumps(row, default=str))
+            trial.set_user_attr("status", row["status"])
+            value = row["score"]
+        if not holds_slot(study, trial):  # another worker's claim of the same slot at the same moment won
+            trial.set_user_attr("surplus", True)
+            state = dict(state=TrialState.FAIL)
+        elif row["status"] == "ok" and value is not None and math.isfinite(value):
+            state = dict(values=value)
         elif row["status"] == "pruned":
-            study.tell(trial, state=TrialState.PRUNED)
+            state = dict(state=TrialState.PRUNED)
         else:  # diverged or failed: a result that counts against the variant
-            study.tell(trial, state=TrialState.FAIL)
-        self.on_done(f"{plan.variant} x {plan.task} trial {trial.number}", row)
+            state = dict(state=TrialState.FAIL)
+        try:
+            study.tell(trial, **state)
+        except (RuntimeError, ValueError):  # marked stale by another worker meanwhile: its redo reports it
+            pass
+        self.on_done(unit.label, row)
+
+    def step(self) -> bool:
+        """Claim and do the next units (one, or a stack of up to `stack`); False when none is claimable."""
+        units = self.claim_units()
+        if not units:
+            return False
+        import contextlib
+
+        interval = max(1.0, min(20.0, self.sweep.grace_seconds / 4))
+        with contextlib.ExitStack() as beats:
+            for unit in units:
+                beats.enter_context(Heartbeat(unit.study, unit.trial, interval))
+            rows = self._train(units)
+        for unit, row in zip(units, rows):
+            self._finish(unit, row)
+        self.export()
         return True
 
+    # progress -------------------------------------------------------------------------------------------
     def best_params(self, plan: CellPlan) -> dict | None:
         if not self.sweep.tunes:
             return None
-        study = self.study(plan.study, plan.direction)
+        study = self.tuning(plan)
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _counts(t)]
         if not complete:
             return None  # every trial diverged, failed or was pruned: the final runs use the task defaults
-        best = (max if plan.direction == "maximize" else min)(complete, key=lambda t: t.value)
+        # Ties go to the lower slot, so the choice does not depend on which worker finished first.
+        best = sorted(complete, key=lambda t: (-t.value if plan.direction == "maximize" else t.value,
+                                               t.user_attrs.get(SLOT, t.number)))[0]
         return dict(best.params)
 
     def tuning_finished(self, plan: CellPlan) -> bool:
         if not self.sweep.tunes:
             return True
-        study = self.study(plan.study, plan.direction)
-        done, running = progress_of(study, self.sweep.trials)
+        done, running = progress_of(self.tuning(plan), self.sweep.trials)
         return done >= self.sweep.trials and not running
 
-    def final_one(self, plan: CellPlan, seed: int) -> bool:
-        study = self.study(plan.final_study(seed), plan.direction)
-        fail_stale(study, self.sweep.grace_seconds)
-        done, running = progress_of(study, 1)
-        if done + running >= 1:
-            return False
-        trial = claim(study, 1)
-        if trial is None:
-            return False
-        params = self.best_params(plan)
-        cfg = self._config(plan, seed, params)
-        run_dir = self.out / "runs" / plan.variant / plan.task / f"s{seed}"
-        row = self._run(study, trial, cfg, run_dir, plan.variant)
-        row["tuned_params"] = json.dumps(params) if params else ""
-        trial.set_user_attr("row", json.dumps(row, default=str))
-        trial.set_user_attr("status", row["status"])
-        append_run(self.out, row)
-        score = row["score"]
-        if row["status"] == "ok" and score is not None and math.isfinite(score):
-            study.tell(trial, score)
-        else:
-            study.tell(trial, state=TrialState.FAIL)
-        self.on_done(f"{plan.variant} x {plan.task} (seed {seed})", row)
-        return True
-
-    def step(self) -> bool:
-        """Do one claimable unit (a tuning trial, or a final run of a cell whose tuning is finished)."""
-        for plan in self.plans:
-            if self.sweep.tunes and self.tune_one(plan):
-                return True
-            if self.tuning_finished(plan):
-                for seed in self.seeds:
-                    if self.final_one(plan, seed):
-                        return True
-        return False
-
     def finished(self) -> bool:
-        for plan in self.plans:
-            if not self.tuning_finished(plan):
-                return False
-            for seed in self.seeds:
-                if progress_of(self.study(plan.final_study(seed), plan.direction), 1)[0] < 1:
-                    return False
-        return True
+        return all(self.tuning_finished(plan) and all(progress_of(self.final(plan, s), 1)[0] >= 1
+                                                      for s in self.seeds) for plan in self.plans)
 
     def units(self) -> tuple[int, int]:
         """(finished, total) units of work across the plan, as the storage sees them."""
         done = total = 0
         for plan in self.plans:
             if self.sweep.tunes:
-                done += progress_of(self.study(plan.study, plan.direction), self.sweep.trials)[0]
+                done += progress_of(self.tuning(plan), self.sweep.trials)[0]
                 total += self.sweep.trials
             for seed in self.seeds:
-                done += progress_of(self.study(plan.final_study(seed), plan.direction), 1)[0]
+                done += progress_of(self.final(plan, seed), 1)[0]
                 total += 1
         return done, total
 
     def run(self, *, wait: bool = True, poll_seconds: float = 2.0) -> None:
         """Work until nothing is claimable; with `wait`, then wait for other workers to finish theirs."""
+        self.check_conflicts()
         while True:
             while self.step():
                 pass
@@ -221,58 +339,97 @@ class Worker:
 
     # export ------------------------------------------------------------------------------------------
     def export(self) -> None:
-        """Write trials.csv and runs.csv from the storage (atomically): they always agree with it."""
-        trial_rows, run_rows = [], []
-        for plan in self.plans:
-            if self.sweep.tunes:
-                for t in self.study(plan.study, plan.direction).get_trials(deepcopy=False):
-                    if not _counts(t) or _alive(t):
-                        continue
+        """Write trials.csv and runs.csv from the storage (atomically, under the directory lock): every study
+        of this ablation, not only this command's cells, so that earlier results are never dropped."""
+        order = {(p.variant, p.task): i for i, p in enumerate(self.plans)}
+        finals: dict[tuple, tuple] = {}
+        trial_rows = []
+        for frozen in self.storage.get_all_studies():
+            attrs = frozen.user_attrs
+            if attrs.get("ablation") != self.ablation.name:
+                continue
+            rank = (order.get((attrs.get("variant"), attrs.get("task")), len(order)), str(attrs.get("task")),
+                    str(attrs.get("variant")))
+            trials = [t for t in self.storage.get_all_trials(frozen._study_id, deepcopy=False)
+                      if _counts(t) and not _alive(t)]
+            if attrs.get("kind") == "tune":
+                for t in trials:
                     a = t.user_attrs
-                    trial_rows.append({"ablation": self.ablation.name, "variant": plan.variant, "task": plan.task,
-                                       "trial": t.number, "status": a.get("status", t.state.name.lower()),
-                                       **{k: t.params.get(k) for k in SPACE_KEYS}, "val_score": a.get("val_score"),
-                                       "steps": a.get("steps"), "wall_seconds": a.get("wall_seconds"),
-                                       "seed": a.get("seed"), "run_dir": a.get("run_dir"), "error": a.get("error"),
-                                       "study": plan.study})
-            for seed in self.seeds:
-                for t in self.study(plan.final_study(seed), plan.direction).get_trials(deepcopy=False):
-                    if _counts(t) and not _alive(t) and "row" in t.user_attrs:
-                        run_rows.append(json.loads(t.user_attrs["row"]))
-        if self.sweep.tunes:
-            _write_csv(self.out / "trials.csv", pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS))
-        _write_csv(self.out / "runs.csv", pd.DataFrame(run_rows).reindex(columns=COLUMNS + ["tuned_params"]))
+                    trial_rows.append((rank, a.get(SLOT, t.number), {
+                        "ablation": self.ablation.name, "variant": attrs["variant"], "task": attrs["task"],
+                        "trial": a.get(SLOT, t.number), "status": a.get("status", t.state.name.lower()),
+                        **{k: t.params.get(k) for k in SPACE_KEYS}, "val_score": a.get("val_score"),
+                        "steps": a.get("steps"), "wall_seconds": a.get("wall_seconds"), "seed": a.get("seed"),
+                        "run_dir": a.get("run_dir"), "error": a.get("error"), "study": frozen.study_name}))
+            elif attrs.get("kind") == "final":
+                rows = [json.loads(t.user_attrs["row"]) for t in trials if "row" in t.user_attrs]
+                key = (attrs.get("cell"), attrs.get("seed"))
+                budget = int(attrs.get("budget") or 0)
+                if rows and (key not in finals or budget > finals[key][0]):  # a larger budget supersedes
+                    finals[key] = (budget, rank, rows[0])
+        run_rows = [row for _, rank, row in sorted(finals.values(), key=lambda f: (f[1], int(f[2]["seed"])))]
+        with locked(self.out):
+            if trial_rows or self.sweep.tunes:
+                self.results.write_trials([row for _, _, row in sorted(trial_rows, key=lambda r: r[:2])])
+            self.results.write_runs(run_rows)
 
 
-def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    write_text_atomic(path, buffer.getvalue())
+def _pruner(trial):
+    """A stacked member's pruning hook: report the validation metric to its trial and ask whether to stop."""
+    def on_validation(step: int, value: float) -> bool:
+        trial.report(float(value), step)
+        return trial.should_prune()
+
+    return on_validation
 
 
 # --- several workers on this machine ---------------------------------------------------------------------
 
-def _worker_process(out: str, ablation: dict, plans: list, sweep: dict, seeds: list, threads: int) -> None:
+def _worker_process(out: str, ablation: dict, plans: list, sweep: dict, seeds: list, threads: int,
+                    stack: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     worker = Worker(Path(out), Ablation.from_dict(ablation), [CellPlan(**p) for p in plans],
-                    SweepConfig.from_dict(sweep), seeds)
+                    SweepConfig.from_dict(sweep), seeds, stack=stack)
     worker.run(wait=False)
 
 
+def gpu_assignment(n_workers: int, visible: str | None, n_gpus: int) -> list[str | None]:
+    """The CUDA_VISIBLE_DEVICES of each local worker (worker 0 is this process): with several GPUs visible each
+    worker gets its own, round-robin, so that N workers on an N-GPU node use N devices (several workers share
+    one when there are more workers than GPUs). None where there is no GPU."""
+    if n_gpus <= 0:
+        return [None] * n_workers
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(n_gpus)]
+    ids = ids[:n_gpus] or [str(i) for i in range(n_gpus)]
+    return [ids[i % len(ids)] for i in range(n_workers)]
+
+
 def start_local_workers(worker: Worker, n: int) -> list:
-    """Start n extra worker processes beside this one, splitting the CPU threads between all of them."""
+    """Start n extra worker processes beside this one, splitting the CPU threads between all of them, and
+    giving each its own GPU where several are visible."""
     import torch
 
     threads = max(1, (os.cpu_count() or 1) // (n + 1))
     torch.set_num_threads(threads)
+    devices = gpu_assignment(n + 1, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                             torch.cuda.device_count() if torch.cuda.is_available() else 0)
     context = multiprocessing.get_context("spawn")
     processes = []
-    for _ in range(n):
-        process = context.Process(target=_worker_process, daemon=False, args=(
-            str(worker.out), dataclasses.asdict(worker.ablation), [dataclasses.asdict(p) for p in worker.plans],
-            dataclasses.asdict(worker.sweep), list(worker.seeds), threads))
-        process.start()
-        processes.append(process)
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        for index in range(1, n + 1):
+            if devices[index] is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = devices[index]  # a spawned child inherits the environment
+            process = context.Process(target=_worker_process, daemon=False, args=(
+                str(worker.out), dataclasses.asdict(worker.ablation), [dataclasses.asdict(p) for p in worker.plans],
+                dataclasses.asdict(worker.sweep), list(worker.seeds), threads, worker.stack))
+            process.start()
+            processes.append(process)
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
     return processes

@@ -12,7 +12,6 @@ import fcntl
 import io
 import json
 import os
-import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -192,47 +191,28 @@ def check_writable(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def run_lock(directory: Path, *, exclusive: bool = True):
-    """Hold `.run.lock` in a results directory for the duration of an `ablate run` (released when the process
-    dies, even by SIGKILL). A grid holds it exclusively: a second `ablate run` on the same directory would run
-    the same missing cells again, so it is refused in one line naming the holder. A tuned sweep (and `ablate
-    worker`) holds it shared: sweeps cooperate through the study storage, but never with a grid."""
+def unmade_on_error(directory: Path):
+    """Create `directory` for the body; if the body fails with bad input (a `ConfigError`: an unreachable
+    storage, a conflicting config), remove again the folders this call created, as long as they hold nothing
+    but empty folders and the storage's lock file: bad input leaves nothing behind. (Processes that share a
+    directory need no lock of it: they coordinate through the study storage.)"""
     directory = Path(directory)
-    created = None  # the top folder this call creates, removed again if the body fails with bad input
+    created = None  # the top folder this call creates
     for folder in (directory, *directory.parents):
         if folder.exists():
             break
         created = folder
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / ".run.lock"
-    handle = open(path, "a+", encoding="utf-8")
     try:
-        try:
-            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            host, _, pid = handle.read().strip().rpartition(":")
-            here = host == socket.gethostname()
-            holder = ("a tuned sweep or `ablate worker`" if not pid.isdigit() or (here and not pid_alive(int(pid)))
-                      else f"another `ablate run` (pid {pid}{'' if here else f' on {host}'})")
-            raise ConfigError(f"{directory} is in use by {holder}; wait for it to finish (then run the same "
-                              f"command to resume) or choose another out=DIR") from None
-        if exclusive:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{socket.gethostname()}:{os.getpid()}\n")
-            handle.flush()
         yield
     except ConfigError:
-        # Bad input found under the lock (an unreachable storage, say) leaves no folder behind that this call
-        # made: only if it holds nothing but the lock file.
-        if created is not None and all(p.is_dir() or p.name == ".run.lock" for p in created.rglob("*")):
+        leftovers = ("studies.journal", "studies.journal.lock")
+        if created is not None and all(p.is_dir() or (p.name in leftovers and p.stat().st_size == 0)
+                                       for p in created.rglob("*")):
             import shutil
 
             shutil.rmtree(created, ignore_errors=True)
         raise
-    finally:
-        handle.close()  # closing the file releases the lock
 
 
 def pid_alive(pid: int) -> bool:
@@ -281,11 +261,6 @@ def write_manifest(directory: Path, *, ablation, command: str, overrides: list[s
     `ablate run` into the directory; earlier commands are kept in `history`."""
     import dataclasses
     import datetime
-    import platform
-
-    import torch
-
-    from ablations import __version__
 
     path = Path(directory) / "manifest.json"
     history = []
@@ -298,6 +273,58 @@ def write_manifest(directory: Path, *, ablation, command: str, overrides: list[s
     write_json_atomic(path, {
         "ablation": dataclasses.asdict(ablation), "command": command, "overrides": list(overrides),
         "config_hash": config_hash, "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "versions": {"suite": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "hardware": hardware(), "history": history,
+        "versions": versions(), "code": code_revision(), "hardware": hardware(), "history": history,
     })
+
+
+def versions() -> dict:
+    """The versions of the suite and of the libraries whose behaviour a result depends on."""
+    import platform
+    from importlib import metadata
+
+    from ablations import __version__
+
+    found = {"suite": __version__, "python": platform.python_version()}
+    for name, dist in (("torch", "torch"), ("lightning", "lightning"), ("optuna", "optuna"),
+                       ("hydra", "hydra-core"), ("numpy", "numpy"), ("pandas", "pandas")):
+        try:
+            found[name] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def code_revision() -> dict:
+    """Which code produced a directory: the git commit of the checkout (and whether it had uncommitted
+    changes) when the suite runs from one, and always a hash of the suite's own sources (ablations/, models/,
+    tasks/ and the YAML of conf/), which also identifies an installed wheel. Two directories with the same
+    `source_sha256` were made by the same code."""
+    import hashlib
+    import subprocess
+
+    import ablations
+
+    package = Path(ablations.__file__).resolve().parent
+    roots = [package, package.parent / "models", package.parent / "tasks"]
+    from ablations.config import conf_dir
+
+    roots.append(conf_dir())
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(p for pattern in ("*.py", "*.yaml") for p in root.rglob(pattern)):
+            if "__pycache__" in path.parts:
+                continue
+            digest.update(str(path.relative_to(root.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
+    revision = {"source_sha256": digest.hexdigest()[:16], "git_commit": None, "git_dirty": None}
+    try:
+        run = lambda *args: subprocess.run(["git", "-C", str(package.parent), *args], capture_output=True,  # noqa
+                                           text=True, timeout=10)
+        head = run("rev-parse", "HEAD")
+        if head.returncode == 0:
+            revision["git_commit"] = head.stdout.strip()
+            status = run("status", "--porcelain", "--untracked-files=no", "--", "ablations", "models", "tasks",
+                         "conf")
+            revision["git_dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return revision

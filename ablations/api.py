@@ -1,0 +1,358 @@
+"""The public Python API: what `ablate` does, callable from a notebook or a script. The CLI is a thin client.
+
+    from ablations import api
+    outcome = api.run(["ablation=default", "trainer.max_steps=200", "out=/tmp/ab"])
+    outcome.runs            # runs.csv as a DataFrame
+    api.load("/tmp/ab")     # the same, later
+    api.train(["task=copy", "model.residual=none"])   # one run's result row
+
+Every function takes Hydra-grammar overrides (`key=value`) and raises `models.errors.ConfigError` (one line)
+for input that cannot work, before any work is done.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.errors import ConfigError
+
+
+@dataclass
+class Outcome:
+    """What `run` and `worker` leave: the results directory, its report (None until every unit is done) and
+    its runs."""
+
+    directory: Path
+    report: Path | None
+    finished: bool = True
+
+    @property
+    def runs(self):
+        return load(self.directory)
+
+
+def command_line(argv: list[str]) -> str:
+    from ablations.config.secrets import redact
+
+    return "ablate " + " ".join(shlex.quote(redact(a)) for a in argv)
+
+
+def summary_line(index: int, total: int, label: str, row: dict) -> str:
+    """The one line printed per finished run."""
+    score = row.get("score") if row.get("score") is not None else row.get("val_score")
+    shown = f"{row['metric']}={score:.4f}" if isinstance(score, float) else f"{row['metric']}=n/a"
+    extra = f" at step {row['diverged_step']}" if row["status"] == "diverged" else ""
+    extra += f": {row['error']}" if row.get("error") else ""
+    speed = (f" in {row['wall_seconds']:.1f}s ({row['tokens_per_second']:.0f} tok/s)"
+             if row.get("tokens_per_second") else "")
+    return f"[{index}/{total}] {label}: {row['status']}{extra} {shown}{speed}"
+
+
+# --- one run -------------------------------------------------------------------------------------------------
+
+def train(overrides: list[str] = (), *, out: str | Path | None = None) -> dict:
+    """Train and test one configuration; returns its result row (result.json is in its run directory)."""
+    from ablations.config import compose_config, override_key, to_run_config
+    from ablations.execute.run import train as train_run
+    from ablations.store.files import check_writable
+
+    overrides = list(overrides)
+    cfg = compose_config(overrides)
+    run_cfg = to_run_config(cfg)
+    model_overrides = [o for o in overrides if override_key(o).startswith("model.")]
+    variant = ",".join(o.lstrip("+").removeprefix("model.") for o in model_overrides) or "baseline"
+    run_dir = Path(out or cfg.out or Path("results") / "train" / run_cfg.task["name"] /
+                   (variant.replace("/", "_") + f"-s{run_cfg.seed}"))
+    check_writable(run_dir)
+    return train_run(run_cfg, run_dir, variant=variant)
+
+
+# --- grids and sweeps ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Part:
+    """One plain ablation to execute into one directory, with its sweep profile, resolved and validated."""
+
+    directory: Path
+    ablation: object
+    overrides: list[str]
+    sweep: object
+    seeds: tuple[int, ...]
+    stack: int
+
+
+def _resolve(overrides: list[str], ablation, keys: set[str], *, quiet: bool) -> tuple[list[str], object]:
+    """The overrides and sweep profile of one ablation: its own profile unless the command line names one."""
+    from omegaconf import OmegaConf
+
+    from ablations.config import compose_config, override_key
+    from ablations.config.sweep import SweepConfig
+
+    part = list(overrides)
+    if ablation.sweep and "sweep" not in keys:
+        part = [*overrides, f"sweep={ablation.sweep}"]
+        own = [o for o in part if not override_key(o).startswith("sweep.")]
+        untuned = not SweepConfig.from_dict(OmegaConf.to_container(compose_config(own).sweep, resolve=True)).tunes
+        dropped = [o for o in part if override_key(o).startswith("sweep.")] if untuned else []
+        if dropped:  # e.g. sweep.trials=1 for a suite whose other parts tune: it cannot make this part tune
+            if not quiet:
+                print(f"note: {' '.join(dropped)} not applied to {ablation.name}, which is not tuned "
+                      f"(sweep={ablation.sweep})", file=sys.stderr)
+            part = own
+    cfg = compose_config(part)
+    return part, SweepConfig.from_dict(OmegaConf.to_container(cfg.sweep, resolve=True))
+
+
+def _part(directory: Path, ablation, overrides: list[str], keys: set[str], *, quiet: bool) -> _Part:
+    from ablations.config import compose_config, to_run_config
+
+    part_overrides, sweep = _resolve(overrides, ablation, keys, quiet=quiet)
+    cfg = compose_config(part_overrides)
+    if "seed" in keys:
+        seeds = (int(cfg.seed),)
+    else:
+        seeds = tuple(range(sweep.seeds)) if sweep.tunes and sweep.seeds else tuple(ablation.seeds)
+    stack = int(getattr(to_run_config(cfg).trainer, "stack", 1))
+    return _Part(directory, ablation, part_overrides, sweep, seeds, stack)
+
+
+def _plans(part: _Part, tasks):
+    from ablations.execute.plan import plan_cells
+
+    return plan_cells(part.ablation, part.overrides, tasks, tuned=tuple(part.sweep.space) if part.sweep.tunes
+                      else ())
+
+
+def _check_same_ablation(directory: Path, name: str) -> None:
+    """A different ablation into a directory that holds another is refused: its tables would mix the two."""
+    from ablations.store.directory import ResultsDir
+
+    manifest = ResultsDir(directory).manifest()
+    held = ((manifest or {}).get("ablation") or {}).get("name")
+    if held and held != name:
+        raise ConfigError(f"{directory} holds the results of ablation {held}, not {name}; choose another out=DIR "
+                          f"for {name}")
+
+
+def _execute(part: _Part, tasks, started, *, quiet: bool, wait: bool = True, work: bool = True) -> bool:
+    """Claim and do the part's units (with sweep.workers-1 helper processes); True when all are done. Without
+    `work`, only validate, write the manifest and open the storage (for workers elsewhere to claim from)."""
+    from ablations.execute.worker import Worker, start_local_workers
+    from ablations.store.directory import ResultsDir
+
+    results = ResultsDir(part.directory)
+    plans = _plans(part, tasks)
+    if results.exists():
+        results.check()  # read only: a corrupted file is one line naming it, and nothing is written
+    with results.unmade_on_error():  # every process of a grid or sweep cooperates through the storage
+        worker = Worker(results.path, part.ablation, plans, part.sweep, list(part.seeds), stack=part.stack)
+        worker.check_conflicts()
+        done, total = worker.units()
+        if not quiet and done:
+            print(f"resuming {results.path}: {done} of {total} units already done", file=sys.stderr)
+        started()
+        if not work:
+            return worker.finished()
+        from ablations.progress import Progress
+
+        with Progress(total=total, initial=done, quiet=quiet) as progress:
+            def on_done(label, row):
+                finished = worker.units()[0]
+                progress.done(summary_line(finished, total, label, row))
+
+            worker.on_done = on_done
+            processes = start_local_workers(worker, part.sweep.workers - 1) if part.sweep.workers > 1 else []
+            try:
+                worker.run(wait=wait)
+            finally:
+                for process in processes:
+                    process.join()
+        worker.export()
+        return worker.finished()
+
+
+def run(overrides: list[str] = (), *, quiet: bool = True) -> Outcome:
+    """Run an ablation (default: conf/ablation/default.yaml) into its results directory and write its report.
+    Resumes and accumulates: what the directory already holds is kept, and only missing units run."""
+    from omegaconf import OmegaConf
+
+    from ablations.config import compose_config, config_hash, override_key
+    from ablations.config.ablation import Suite, load_ablation
+    from ablations.config.secrets import redact
+    from ablations.store.directory import ResultsDir
+
+    overrides = list(overrides)
+    cfg = compose_config(overrides)
+    spec = load_ablation(OmegaConf.to_container(cfg.ablation, resolve=True))
+    keys = {override_key(o) for o in overrides}
+    tasks = (cfg.task.name,) if "task" in keys else None
+    out = Path(cfg.out) if cfg.out else Path("results") / spec.name
+    command = command_line(["run", *overrides])
+    ResultsDir(out).check_writable()
+    _check_same_ablation(out, spec.name)
+
+    def manifest(directory, ablation, part_overrides):
+        ResultsDir(directory).write_manifest(ablation=ablation, command=command,
+                                             overrides=[redact(o) for o in part_overrides],
+                                             config_hash=config_hash(cfg))
+
+    if not isinstance(spec, Suite):
+        part = _part(out, spec, overrides, keys, quiet=quiet)
+        _execute(part, tasks, lambda: manifest(out, spec, part.overrides), quiet=quiet)
+        return Outcome(out, _report(out))
+    # A suite: every part's cells are validated before the first part starts, then each part runs into its own
+    # directory as its own `ablate run` would (resumable, with its own report), then the combined report.
+    parts = []
+    for name, ablation in spec.parts.items():
+        part = _part(out / name, ablation, overrides, keys, quiet=quiet)
+        _plans(part, tasks)
+        _check_same_ablation(part.directory, ablation.name)
+        parts.append(part)
+    manifest(out, spec, overrides)
+    for part in parts:
+        if not quiet:
+            print(f"part {part.ablation.name}: {part.ablation.description}", file=sys.stderr)
+        _execute(part, tasks, lambda p=part: manifest(p.directory, p.ablation, p.overrides), quiet=quiet)
+        _report(part.directory)
+    return Outcome(out, _suite_report(out))
+
+
+def worker(directory: str | Path, *, storage: str | None = None, quiet: bool = True) -> Outcome:
+    """Join the grid or sweep of an existing results directory (another process, machine or array task): claim
+    its units until none is left. The report is written by whichever worker finishes the last unit."""
+    import os
+
+    from ablations.config import compose_config, dedupe_overrides, override_key
+    from ablations.config.ablation import Ablation
+    from ablations.store.directory import ResultsDir
+
+    results = ResultsDir(directory)
+    manifest = results.manifest()
+    if manifest is None:
+        raise ConfigError(f"{directory} has no manifest.json: start the grid or sweep with `ablate run ... "
+                          f"out={directory}` first")
+    if "parts" in (manifest.get("ablation") or {}):
+        parts = ", ".join(f"{directory}/{part}" for part in manifest["ablation"]["parts"])
+        raise ConfigError(f"{directory} holds an ablation with parts; join one part: {parts}")
+    overrides = list(manifest["overrides"])
+    storage = storage or os.environ.get("ABLATE_STORAGE")
+    if storage:
+        overrides.append(f"sweep.storage={storage}")
+    elif any("***@" in o for o in overrides):
+        raise ConfigError("the sweep's storage URL has a password, which is never stored: pass it with "
+                          "--storage URL or the ABLATE_STORAGE environment variable")
+    overrides = dedupe_overrides([*overrides, f"out={directory}"])
+    ablation = Ablation.from_dict(manifest["ablation"])
+    keys = {override_key(o) for o in overrides}
+    tasks = (compose_config(overrides).task.name,) if "task" in keys else None
+    part = _part(results.path, ablation, overrides, keys, quiet=quiet)
+    finished = _execute(part, tasks, lambda: None, quiet=quiet, wait=False)
+    return Outcome(results.path, _report(results.path) if finished else None, finished)
+
+
+def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, folder: str | Path | None = None,
+           wait: bool = False, quiet: bool = True, **parameters) -> Outcome:
+    """Prepare a grid or sweep (validate it, write its manifest, open its storage) without running anything
+    here, then submit `jobs` array tasks, each an `ablate worker DIR`, through submitit (SLURM by default;
+    `cluster="local"` runs them as local processes, as the tests do). `parameters` are submitit's executor
+    parameters (timeout_min, slurm_partition, gpus_per_node, cpus_per_task, slurm_array_parallelism, ...).
+    With `wait`, waits for the tasks and returns with the report. See README, "Sweeps on a SLURM cluster"."""
+    from omegaconf import OmegaConf
+
+    from ablations.config import compose_config, config_hash, override_key
+    from ablations.config.ablation import Suite, load_ablation
+    from ablations.config.secrets import redact
+    from ablations.execute.cluster import submit_workers
+    from ablations.store.directory import ResultsDir
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"the number of worker tasks must be a positive integer, got {jobs!r}")
+    overrides = list(overrides)
+    cfg = compose_config(overrides)
+    spec = load_ablation(OmegaConf.to_container(cfg.ablation, resolve=True))
+    if isinstance(spec, Suite):
+        raise ConfigError(f"ablation {spec.name} has parts ({', '.join(spec.parts)}); submit workers for one "
+                          f"part at a time (its own ablation file)")
+    keys = {override_key(o) for o in overrides}
+    tasks = (cfg.task.name,) if "task" in keys else None
+    out = Path(cfg.out) if cfg.out else Path("results") / spec.name
+    results = ResultsDir(out)
+    results.check_writable()
+    _check_same_ablation(out, spec.name)
+    part = _part(out, spec, overrides, keys, quiet=quiet)
+    command = command_line(["run", *overrides])
+    _execute(part, tasks, lambda: results.write_manifest(
+        ablation=spec, command=command, overrides=[redact(o) for o in part.overrides], config_hash=config_hash(cfg)),
+        quiet=quiet, work=False)
+    submitted = submit_workers(out, jobs, cluster=cluster, folder=folder, **parameters)
+    if not quiet:
+        print(f"submitted {len(submitted)} worker tasks for {out}: {', '.join(j.job_id for j in submitted)}",
+              file=sys.stderr)
+    if not wait:
+        return Outcome(out, None, finished=False)
+    outcomes = [job.result() for job in submitted]
+    finished = any(o.finished for o in outcomes)
+    return Outcome(out, _report(out) if finished else None, finished)
+
+
+# --- reports and results ------------------------------------------------------------------------------------
+
+def _warn(errors) -> None:
+    for error in errors:
+        print(f"ablate: warning: {error}", file=sys.stderr)
+
+
+def _report(directory: Path) -> Path:
+    from ablations.report.ablation import build_report
+
+    report = build_report(directory)
+    _warn(report["errors"])
+    return report["report_md"]
+
+
+def _suite_report(directory: Path) -> Path:
+    from ablations.report.suite import build_suite_report
+
+    report = build_suite_report(directory)
+    _warn(report["errors"])
+    return report["report_md"]
+
+
+def report(directory: str | Path, *, compare: str | Path | None = None) -> dict:
+    """Rebuild report.md, report.html, figures/ and tables/ of a results directory (each part's and the combined
+    report for an ablation with parts); returns the paths written."""
+    from ablations.report.ablation import build_report
+    from ablations.report.suite import build_suite_report
+    from ablations.store.directory import ResultsDir
+
+    results = ResultsDir(directory)
+    if results.exists():
+        results.check()  # before anything reads it: a corrupted file is one line, named
+    if results.exists() and results.is_suite() and not compare:
+        built = build_suite_report(results.path, rebuild_parts=True)
+        _warn(built["errors"])
+        return built
+    for other in [results] + ([ResultsDir(compare)] if compare else []):
+        if not other.has_runs():
+            raise ConfigError(f"{other.path} is not a results directory (no runs.csv); give the out= directory "
+                              f"of an `ablate run`, e.g. results/default")
+        other.check()
+    built = build_report(results.path, compare=Path(compare) if compare else None)
+    _warn(built["errors"])
+    return built
+
+
+def load(directory: str | Path):
+    """runs.csv of a results directory as a DataFrame (one row per final seeded run)."""
+    from ablations.store.directory import ResultsDir
+
+    results = ResultsDir(directory)
+    if not results.has_runs():
+        raise ConfigError(f"{results.path} is not a results directory (no runs.csv)")
+    return results.read_runs()
+
+
+__all__ = ["Outcome", "load", "report", "run", "submit", "train", "worker"]
