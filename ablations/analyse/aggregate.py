@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ablations.store.directory import TRIAL_COLUMNS, ResultsDir  # TRIAL_COLUMNS: re-exported
 from ablations.store.files import read_runs
 
 ALPHA = 0.05              # significance level, after Holm-Bonferroni correction
@@ -49,8 +50,6 @@ LR_TOLERANCE = 0.05       # optimisability: within this fraction of the normalis
 VERDICTS = ("better", "worse", "no significant change", "broken", "baseline", "no data")
 MARKS = {"better": "▲", "worse": "▼", "broken": "✗", "no significant change": "", "baseline": "",
          "no data": ""}
-TRIAL_COLUMNS = ["ablation", "variant", "task", "trial", "status", "lr", "warmup_frac", "weight_decay",
-                 "val_score", "steps", "wall_seconds"]
 FAILED = ("diverged", "failed")
 
 
@@ -69,23 +68,14 @@ class ResultSet:
 
 
 def read_manifest(directory: Path) -> dict | None:
-    """manifest.json as a dict, or None when it is missing or unreadable."""
-    path = Path(directory) / "manifest.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    """manifest.json as a dict, or None when there is none (a corrupted one: a one-line error naming its line)."""
+    return ResultsDir(directory).manifest()
 
 
 def read_trials(directory: Path) -> pd.DataFrame | None:
     """trials.csv (one row per tuning trial) as a DataFrame, or None when there is none."""
-    path = Path(directory) / "trials.csv"
-    if not path.exists():
-        return None
-    try:
-        frame = pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+    frame = ResultsDir(directory).read_trials_raw()
+    if frame is None:
         return None
     for column in TRIAL_COLUMNS:
         if column not in frame.columns:

@@ -6,32 +6,25 @@ claims.html for `report: claims`, else report.md and report.html listing the par
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ablations.report.ablation import _Doc, _duration, _num, build_report
+from ablations.store.directory import ResultsDir
 from ablations.store.files import write_text_atomic
 
 VERDICT_MARKS = {"supported": "✔ supported", "not supported": "✘ not supported", "inconclusive": "? inconclusive"}
 
 
 def _manifest(directory: Path) -> dict | None:
-    path = Path(directory) / "manifest.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    return ResultsDir(directory).manifest()
 
 
 def is_suite(directory: Path) -> bool:
     """Whether a results directory holds an ablation with parts (its manifest's ablation has `parts`)."""
-    manifest = _manifest(directory)
-    return bool(manifest and isinstance(manifest.get("ablation"), dict) and "parts" in manifest["ablation"])
+    return ResultsDir(directory).is_suite()
 
 
 def _format(frame: pd.DataFrame) -> pd.DataFrame:
