@@ -1,6 +1,7 @@
 """The command line as a user meets it: one-line errors with exit status 2, and listings."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,10 @@ BAD_INPUT = [
     (["run", "sweep=nope"], ["unknown sweep 'nope'", "none"]),
     (["train", "plugins=[no_such_plugin]"], ["plugin 'no_such_plugin' failed to load", "ModuleNotFoundError"]),
     (["train", "+model.options.softmax.x=1"], ["model.options.softmax", "declares no Options"]),
+    (["train", "~model.norm"], ["'~model.norm' deletes a config key", "set it instead, e.g. model.norm=<value>",
+                                "~sweep.space.<name>", "~ablation.variants.<name>"]),
+    (["run", "~task"], ["'~task' deletes a config key", "task=<name>"]),
+    (["run", "~trainer.max_steps=400"], ["'~trainer.max_steps=400' deletes a config key"]),
     (["check", "atention", "softmax"], ["unknown kind 'atention'", "attention, ffn, norm"]),
     (["check", "attention", "nope"], ["unknown attention 'nope'", "softmax"]),
     (["check", "attention", "softmax", "task=copy"], ["unexpected argument 'task=copy'"]),
@@ -139,3 +144,78 @@ def test_list_verbose_shows_each_kind_interface_and_declared_capabilities(capsys
     assert "O(T)" in lines["linear"] and "    none          removes the sublayer" in out  # attention/ffn none
     assert "needs prefix" in lines["persistent"] and "needs segment_len" in lines["recurrent"]
     assert "needs rotate" in lines["rope"]
+
+
+def _imported_by(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter has imported after running `code`."""
+    done = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+                          capture_output=True, text=True, timeout=300, check=True)
+    return {name.split(".")[0] for name in done.stdout.split()}
+
+
+def test_importing_the_cli_and_building_its_parser_imports_no_torch():
+    # `ablate --help` (and any usage error) ends inside parse_args: nothing heavy may load before it.
+    imported = _imported_by("import ablations.cli; ablations.cli.build_parser()")
+    assert {"torch", "lightning", "optuna", "hydra", "matplotlib", "seaborn", "pandas"}.isdisjoint(imported)
+
+
+def test_list_imports_the_registries_but_no_training_tuning_or_plotting_stack():
+    imported = _imported_by("import contextlib, io\nfrom ablations.cli import main\n"
+                            "with contextlib.redirect_stdout(io.StringIO()): assert main(['list']) == 0")
+    assert "torch" in imported  # the registries hold torch modules
+    assert {"lightning", "optuna", "hydra", "matplotlib", "seaborn", "pandas"}.isdisjoint(imported)
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "unbuffered"])
+def test_output_into_a_closed_pipe_ends_quietly(unbuffered):
+    # `ablate list | head -1`, deterministically: the reader is gone before the first write.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    try:
+        done = subprocess.run([str(Path(sys.executable).parent / "ablate"), "list", "-v"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=300, env=env)
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""  # no traceback, no "Exception ignored" at exit
+    assert done.returncode == 141
+
+
+def test_output_into_a_pipe_closed_after_the_first_line_ends_quietly():
+    script = Path(sys.executable).parent / "ablate"
+    process = subprocess.Popen([str(script), "list", "-v"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout.readline().startswith(b"Components")
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) in (0, 141)  # 0 when every line was already in the pipe
+    assert "Traceback" not in stderr and "Error" not in stderr
+
+
+def test_a_broken_pipe_other_than_stdout_is_not_hidden(monkeypatch):
+    import ablations.cli as cli
+
+    def broken(args):
+        raise BrokenPipeError("a worker's pipe")
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    with pytest.raises(BrokenPipeError, match="a worker's pipe"):
+        main(["list"])
+
+
+def test_a_plugin_loaded_before_any_registry_is_credited_with_its_own_names_only(tmp_path):
+    # In a fresh process the plugin's `from models.components import FFN` is the first import of the registries,
+    # which registers every built-in then: they must not be credited to the plugin.
+    (tmp_path / "first_ffn.py").write_text(
+        "from torch import nn\nfrom models.components import FFN\n\n\n@FFN.register('first')\n"
+        "class First(nn.Module):\n    def __init__(self, cfg):\n        super().__init__()\n"
+        "        self.out_proj = nn.Linear(cfg.d_model, cfg.d_model)\n\n    def forward(self, x):\n"
+        "        return self.out_proj(x)\n")
+    env = {k: v for k, v in os.environ.items() if k != "ABLATE_PLUGINS"}
+    done = subprocess.run([str(Path(sys.executable).parent / "ablate"), "list", "plugins=[first_ffn]"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(plugin: first_ffn)") == 1 and "first (plugin: first_ffn)" in done.stdout
+    for builtin in ("mlp", "softmax", "layernorm", "standard", "learned", "copy", "digits"):
+        assert f"{builtin} (plugin" not in done.stdout and not any(
+            line.split()[:1] == [builtin] and "plugin:" in line for line in done.stdout.splitlines())

@@ -243,3 +243,37 @@ def test_user_config_directory_adds_ablations_without_editing_ours(tmp_path, mon
     monkeypatch.setenv("ABLATE_CONFIG_DIR", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="ABLATE_CONFIG_DIR=.*missing is not a directory"):
         group_options("ablation")
+
+
+def test_deleting_an_entry_of_a_named_mapping_is_allowed():
+    cfg = compose_config(["sweep=quick", "~sweep.space.weight_decay", "~ablation.variants.post_norm"])
+    assert sorted(cfg.sweep.space) == ["lr", "warmup_frac"] and sorted(cfg.ablation.variants) == ["baseline",
+                                                                                              "no_residual"]
+    cfg = compose_config(["ablation=claims", "~ablation.parts.depth", "~ablation.parts.components.variants.no_norm"])
+    assert "depth" not in cfg.ablation.parts and "no_norm" not in cfg.ablation.parts.components.variants
+
+
+@pytest.mark.parametrize("override", ["~model.norm", "~model", "~seed", "~plugins", "~sweep.space", "~optim.lr=1e-3",
+                                      "~ablation.variants", "~task.length"])
+def test_deleting_a_key_that_has_a_default_is_an_error_naming_what_may_be_deleted(override):
+    key = override.lstrip("~").split("=")[0]
+    with pytest.raises(ConfigError, match=re.escape(f"'{override}' deletes a config key")) as error:
+        compose_config([override])
+    assert f"e.g. {key}=<" in str(error.value) and "~sweep.space.<name>" in str(error.value)
+
+
+def test_ablation_descriptions_are_read_from_the_files_as_a_compose_reads_them(tmp_path, monkeypatch):
+    from ablations.config import ablation_description
+
+    for name in group_options("ablation"):
+        assert ablation_description(name) == compose_config([f"ablation={name}"]).ablation.description
+    (tmp_path / "ablation").mkdir()
+    plain = "name: {n}\ndescription: {d}\nbaseline: baseline\ntasks: [copy]\nseeds: [0]\nvariants: {{baseline: []}}\n"
+    (tmp_path / "ablation" / "mine.yaml").write_text(plain.format(n="mine", d="my own"))
+    # Only a compose reads these right: an interpolation, and a defaults list that brings the description.
+    (tmp_path / "ablation" / "interpolated.yaml").write_text(plain.format(n="interpolated", d="on ${task.name}"))
+    (tmp_path / "ablation" / "derived.yaml").write_text("defaults: [mine]\nname: derived\n")
+    monkeypatch.setenv("ABLATE_CONFIG_DIR", str(tmp_path))
+    assert ablation_description("mine") == "my own"
+    assert ablation_description("interpolated") == "on copy"
+    assert ablation_description("derived") == compose_config(["ablation=derived"]).ablation.description == "my own"

@@ -1,4 +1,4 @@
-"""ablations/claims.py and suite_report.py: each claim's rule on synthetic evidence whose verdict is known."""
+"""ablations/report/claims.py and suite.py: each claim's rule on synthetic evidence whose verdict is known."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""ablations/results.py: atomic writes, the runs.csv store and its lock."""
+"""ablations/store/files.py: atomic writes, the runs.csv store and its lock."""
 
 import json
 import multiprocessing

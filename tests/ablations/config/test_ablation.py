@@ -1,4 +1,4 @@
-"""ablations/grid.py: validating an ablation and expanding it into cells."""
+"""ablations/config/ablation.py: validating an ablation and expanding it into cells."""
 
 import pytest
 
