@@ -39,6 +39,10 @@ def _import(module: str, label: str) -> None:
     """Import `module` with its registrations attributed to `label`."""
     if module in _loaded:
         return
+    # The built-ins first: they register on their first import, which must not happen inside the plugin's
+    # import (its `from models.components import ...` would attribute every built-in to the plugin).
+    importlib.import_module("models.components")
+    importlib.import_module("tasks")
     previous, models.registry.loading_plugin = models.registry.loading_plugin, label
     try:
         importlib.import_module(module)

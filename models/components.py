@@ -104,3 +104,15 @@ class Position(nn.Module):
     def score_bias(self, t_q: int, t_k: int, device) -> torch.Tensor | None:
         """An additive bias on attention scores, broadcastable to (batch, heads, t_q, t_k), or None."""
         return None
+
+
+# The built-in variants register themselves when their files are imported; importing them here (after every name
+# above exists, so their own `from models.components import ...` succeeds) means that whoever reaches a registry,
+# by whatever import path, finds every built-in in it (`models/__init__` imports nothing up front).
+import models.attention  # noqa: E402,F401
+import models.ffn  # noqa: E402,F401
+import models.memory  # noqa: E402,F401
+import models.norm  # noqa: E402,F401
+import models.placement  # noqa: E402,F401
+import models.position  # noqa: E402,F401
+import models.residual  # noqa: E402,F401

@@ -19,18 +19,13 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from ablations.plugins import load_plugins
-from models import ModelConfig
 from models.errors import ConfigError
 from models.registry import closest
-from tasks import TASKS
+
+# Hydra, the model config and the task registry (torch) are imported where they are used: `ablate list` and
+# `--help` need none of them, and each costs a large part of a second or more to import.
 
 GROUPS = ("model", "task", "trainer", "sweep", "ablation")
 
@@ -71,6 +66,24 @@ def group_options(group: str) -> tuple[str, ...]:
 def _group_options(group: str, user: Path | None) -> tuple[str, ...]:
     folders = [conf_dir() / group] + ([user / group] if user else [])
     return tuple(sorted({p.stem for folder in folders for p in folder.glob("*.yaml")}))
+
+
+def ablation_description(name: str) -> str:
+    """The `description` of the ablation `name`, read from its YAML file alone (`ablate list` shows every
+    ablation, and a compose of each would cost a large part of a second apiece). A file that only a compose
+    reads right (a defaults list, a package directive, interpolations, a YAML error) is composed instead."""
+    user = user_conf_dir()
+    folders = [conf_dir() / "ablation"] + ([user / "ablation"] if user else [])
+    path = next((f / f"{name}.yaml" for f in folders if (f / f"{name}.yaml").is_file()), None)
+    try:
+        text = path.read_text() if path else ""
+        data = OmegaConf.to_container(OmegaConf.create(text)) if "@package" not in text else None
+    except Exception:  # noqa: BLE001  (the compose below reports it as it always has)
+        data = None
+    description = data.get("description") if isinstance(data, dict) and "defaults" not in data else None
+    if isinstance(description, str) and "${" not in description:
+        return description
+    return compose_config([f"ablation={name}"]).ablation.description
 
 
 def _strict(cls, section: str, values: dict):
@@ -118,11 +131,13 @@ class TrainerConfig:
     eval_batch_size: int
     divergence_factor: float
     diagnostics_every: int = 0  # measure layer diagnostics every this many steps (0: off); see ablations/diagnostics.py
+    stack: int = 1  # train up to this many runs of one architecture as one stacked model (ablations/execute/stack.py)
 
     def __post_init__(self):
         for name in ("max_steps", "val_every", "log_every", "devices", "eval_batch_size"):
             _check_number("trainer", name, getattr(self, name), positive=True, integer=True)
         _check_number("trainer", "diagnostics_every", self.diagnostics_every, integer=True)
+        _check_number("trainer", "stack", self.stack, positive=True, integer=True)
         _check_number("trainer", "divergence_factor", self.divergence_factor, positive=True)
         precisions = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
         if self.precision not in precisions:
@@ -150,15 +165,20 @@ class RunConfig:
 
     def hash(self) -> str:
         """A short content hash: two runs with the same hash computed the same thing. Diagnostics only read the
-        model on a held-out probe batch (no randomness, no update), so switching them does not change the hash."""
+        model on a held-out probe batch (no randomness, no update), so switching them does not change the hash; a
+        stacked run computes what the run alone would (ablations/execute/stack.py), so `trainer.stack` does not
+        either."""
         values = self.to_dict()
-        values["trainer"] = {k: v for k, v in values["trainer"].items() if k != "diagnostics_every"}
+        values["trainer"] = {k: v for k, v in values["trainer"].items() if k not in ("diagnostics_every", "stack")}
         blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def parse_overrides(overrides: list[str]):
     """Parse with Hydra's own grammar; a malformed override is one line naming it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
     parser = OverridesParser.create()
     parsed = []
     for text in overrides:
@@ -177,9 +197,33 @@ def override_key(text: str) -> str:
     return parse_overrides([text])[0].key_or_group
 
 
+#: The deletions (`~key`) that mean something: each drops one entry of a mapping of named entries, which no
+#: assignment can do (Hydra merges an assigned mapping into the old one). Every other key has a default, so
+#: `~key` would only run with the schema's own default under a misleading name: it is an error.
+DELETABLE = ("ablation.variants.<name>", "ablation.parts.<name>", "ablation.parts.<name>.variants.<name>",
+             "sweep.space.<name>")
+
+
+def _deletable(key: str) -> bool:
+    parts = key.split(".")
+    return any(len(parts) == len(shape) and all(s == "<name>" or s == p for s, p in zip(shape, parts))
+               for shape in (pattern.split(".") for pattern in DELETABLE))
+
+
+def _check_deletions(parsed) -> None:
+    for o in parsed:
+        if o.is_delete() and not _deletable(o.key_or_group):
+            key = o.key_or_group
+            example = f"{key}=<name>" if key in GROUPS else f"{key}=<value>"
+            raise ConfigError(f"'{o.input_line}' deletes a config key; every key has a default, set it instead, "
+                              f"e.g. {example} (only entries can be deleted: "
+                              f"{', '.join('~' + d for d in DELETABLE)})")
+
+
 def _check_overrides(overrides: list[str]) -> None:
     """Reject unknown groups, group options and keys with a suggestion, before Hydra's multi-line errors."""
     parsed = parse_overrides(overrides)
+    _check_deletions(parsed)
     group_choices = [f"{o.key_or_group}={o.value()}" for o in parsed
                      if o.key_or_group in GROUPS and not o.is_delete()]
     for o in parsed:
@@ -221,6 +265,11 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 
 def _compose_uncached(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     GlobalHydra.instance().clear()
     try:
         user = user_conf_dir()
@@ -253,6 +302,10 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """Validate every section strictly and return plain values."""
+    from ablations.plugins import load_plugins
+    from models.config import ModelConfig
+    from tasks import TASKS
+
     data = OmegaConf.to_container(cfg, resolve=True)
     expected = {"model", "task", "optim", "trainer", "seed", "out", "sweep", "ablation", "size", "sizes", "plugins"}
     for key in data:
