@@ -158,10 +158,10 @@ def _execute(part: _Part, tasks, started, *, quiet: bool, wait: bool = True, wor
             return worker.finished()
         from ablations.progress import Progress
 
-        with Progress(total=total, initial=done, quiet=quiet) as progress:
+        with Progress(total=total, initial=done, quiet=quiet, unit="unit" if part.sweep.tunes else "run") as progress:
             def on_done(label, row):
-                finished = worker.units()[0]
-                progress.done(summary_line(finished, total, label, row))
+                finished = worker.units()[0]  # other workers finish units too: the storage's count
+                progress.done(summary_line(finished, total, label, row), at=finished)
 
             worker.on_done = on_done
             processes = start_local_workers(worker, part.sweep.workers - 1) if part.sweep.workers > 1 else []

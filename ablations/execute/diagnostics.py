@@ -156,7 +156,10 @@ def gradient_rows(model, step: int) -> list[dict]:
 
 
 class Diagnostics(pl.Callback):
-    """Measures the diagnostics above at step 0, every `every` steps and at the last step."""
+    """Measures the diagnostics above at step 0, every `every` steps and at the last step.
+
+    The Lightning hooks only decide when; `due`, `measure` and `gradients` take the model itself, so that a
+    stacked run (`ablations.execute.stack`) measures each member on its own parameters at the same steps."""
 
     def __init__(self, every: int, probe_inputs: torch.Tensor):
         self.every = every
@@ -164,28 +167,33 @@ class Diagnostics(pl.Callback):
         self.rows: list[dict] = []
         self._measured: set[int] = set()
 
-    def _due(self, step: int, trainer) -> bool:
-        return step % self.every == 0 or step == trainer.max_steps
+    def due(self, step: int, max_steps: int) -> bool:
+        return step % self.every == 0 or step == max_steps
 
-    def _measure(self, pl_module, step: int) -> None:
+    def measure(self, model, step: int, device) -> None:
+        """The activation diagnostics of `model` at `step` (once per step)."""
         if step in self._measured:
             return
         self._measured.add(step)
-        self.rows.extend(Probe(pl_module.model).measure(self.probe_inputs.to(pl_module.device), step))
+        self.rows.extend(Probe(model).measure(self.probe_inputs.to(device), step))
+
+    def gradients(self, model, step: int) -> None:
+        """The gradient norms of `model` at `step`, after its backward pass."""
+        self.rows.extend(gradient_rows(model, step))
 
     def on_train_start(self, trainer, pl_module):
-        self._measure(pl_module, 0)
+        self.measure(pl_module.model, 0, pl_module.device)
 
     def on_after_backward(self, trainer, pl_module):
-        if self._due(trainer.global_step, trainer):
-            self.rows.extend(gradient_rows(pl_module.model, trainer.global_step))
+        if self.due(trainer.global_step, trainer.max_steps):
+            self.gradients(pl_module.model, trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self._due(trainer.global_step, trainer):
-            self._measure(pl_module, trainer.global_step)
+        if self.due(trainer.global_step, trainer.max_steps):
+            self.measure(pl_module.model, trainer.global_step, pl_module.device)
 
     def on_train_end(self, trainer, pl_module):
-        self._measure(pl_module, trainer.global_step)
+        self.measure(pl_module.model, trainer.global_step, pl_module.device)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=COLUMNS)

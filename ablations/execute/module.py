@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from tasks.base import IGNORE
 
+BETAS = (0.9, 0.98)  # AdamW's betas, for the Lightning module and the stacked runs alike
+
 
 def batch_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed loss, number of correct predictions and number of scored positions, as 0-d tensors."""
@@ -48,14 +50,43 @@ def evaluate(model: torch.nn.Module, batches, device) -> dict[str, float]:
     return metrics_from_totals(*totals.tolist())
 
 
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """The learning-rate multiplier of update `step` (0-based): linear warmup over `warmup` steps, then cosine
+    decay to 10% of the peak at `total` steps. One definition for the Lightning module and the stacked runs."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine down to 10% of lr
+
+
+class Divergence:
+    """The divergence rule, shared by the Lightning module and each member of a stacked run: a checked training
+    loss that is non-finite, or above `factor` times the first finite checked loss, diverges the run."""
+
+    def __init__(self, factor: float):
+        self.factor = factor
+        self.first_loss: float | None = None
+        self.diverged_step: int | None = None
+        self.last_finite_loss: float | None = None
+
+    def check(self, step: int, value: float) -> bool:
+        """Record the loss checked at `step`; True when it diverges the run."""
+        if self.first_loss is None and math.isfinite(value):
+            self.first_loss = value
+        runaway = self.first_loss is not None and value > self.factor * self.first_loss
+        if not math.isfinite(value) or runaway:
+            self.diverged_step = step
+            return True
+        self.last_finite_loss = value
+        return False
+
+
 class AblationModule(pl.LightningModule):
     def __init__(self, model: torch.nn.Module, optim, max_steps: int, check_every: int, divergence_factor: float):
         super().__init__()
         self.model, self.optim, self.max_steps = model, optim, max_steps
         self.check_every, self.divergence_factor = check_every, divergence_factor
-        self.first_loss: float | None = None
-        self.diverged_step: int | None = None
-        self.last_finite_loss: float | None = None
+        self.divergence = Divergence(divergence_factor)
         self._val_totals: list[torch.Tensor] = []
 
     def forward(self, inputs):
@@ -72,15 +103,21 @@ class AblationModule(pl.LightningModule):
                 return None  # skip the update: Lightning ends the fit at the next check
         return loss
 
+    @property
+    def first_loss(self) -> float | None:
+        return self.divergence.first_loss
+
+    @property
+    def diverged_step(self) -> int | None:
+        return self.divergence.diverged_step
+
+    @property
+    def last_finite_loss(self) -> float | None:
+        return self.divergence.last_finite_loss
+
     def _check_divergence(self, value: float) -> None:
-        if self.first_loss is None and math.isfinite(value):
-            self.first_loss = value
-        runaway = self.first_loss is not None and value > self.divergence_factor * self.first_loss
-        if not math.isfinite(value) or runaway:
-            self.diverged_step = self.global_step
+        if self.divergence.check(self.global_step, value):
             self.trainer.should_stop = True
-        else:
-            self.last_finite_loss = value
 
     def validation_step(self, batch, batch_idx):
         inputs, targets = batch
@@ -97,14 +134,7 @@ class AblationModule(pl.LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.optim.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=(0.9, 0.98))
+        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=BETAS)
         warmup, total = self.optim.warmup_steps, self.max_steps
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine down to 10% of lr
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -102,26 +102,37 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
         return {}
     if diagnostics is not None:  # also for diverged, pruned and failed runs: how they got there is the point
         diagnostics.write(run_dir, run_dir / "metrics.csv")
-    steps = trainer.global_step
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if status == "ok":
         device = next(model.parameters()).device
         metrics = evaluate(model, OrderedBatches(data.split("test"), cfg.trainer.eval_batch_size), device)
-    seq_len = data.split("train").inputs.shape[1]
+    return finish_run(cfg, run_dir, task=task, variant=variant, ablation=ablation, status=status, error=error,
+                      steps=trainer.global_step, val=val, test_metrics=metrics, divergence=module.divergence,
+                      wall=wall, n_params=n_params, seq_len=data.split("train").inputs.shape[1],
+                      accelerator=accelerator, precision=precision, world_size=trainer.world_size)
+
+
+def finish_run(cfg: RunConfig, run_dir: Path, *, task, variant: str, ablation: str, status: str, error: str,
+               steps: int, val: dict, test_metrics: dict, divergence, wall: float, n_params: int, seq_len: int,
+               accelerator: str, precision: str, world_size: int = 1, extra: dict | None = None) -> dict:
+    """Write `result.json` and return the result row: one definition for a run trained alone (`train`) and for
+    each member of a stacked run (`ablations.execute.stack`), so that the two can never drift apart.
+    `val` holds the last validation's `val/<name>` values, `divergence` the run's `module.Divergence`; `extra`
+    adds keys to result.json only (never to the row, whose columns runs.csv fixes)."""
     row = {
         "ablation": ablation, "variant": variant, "task": task.name, "seed": cfg.seed, "status": status,
         "metric": task.metric, "higher_is_better": task.higher_is_better, "chance": task.chance,
-        "score": metrics.get(task.metric), "val_score": val.get(f"val/{task.metric}"),
-        "test_loss": metrics.get("loss"), "steps": steps, "diverged_step": module.diverged_step,
+        "score": test_metrics.get(task.metric), "val_score": val.get(f"val/{task.metric}"),
+        "test_loss": test_metrics.get("loss"), "steps": steps, "diverged_step": divergence.diverged_step,
         "wall_seconds": round(wall, 3), "n_params": n_params,
-        "tokens_per_second": (round(steps * cfg.optim.batch_size * trainer.world_size * seq_len / wall, 1)
+        "tokens_per_second": (round(steps * cfg.optim.batch_size * world_size * seq_len / wall, 1)
                               if wall > 0 else None),
         "config_hash": cfg.hash(), "run_dir": str(run_dir), "error": error,
     }
-    result = dict(row, config=cfg.to_dict(), last_finite_train_loss=module.last_finite_loss,
-                  solved_at=task.solved_at, test_metrics=metrics,
-                  accelerator=accelerator, precision=precision, world_size=trainer.world_size,
+    result = dict(row, config=cfg.to_dict(), last_finite_train_loss=divergence.last_finite_loss,
+                  solved_at=task.solved_at, test_metrics=test_metrics,
+                  accelerator=accelerator, precision=precision, world_size=world_size,
                   versions={"suite": __version__, "torch": torch.__version__, "lightning": pl.__version__,
-                            "python": platform.python_version()})
-    write_json_atomic(run_dir / "result.json", result)
+                            "python": platform.python_version()}, **(extra or {}))
+    write_json_atomic(Path(run_dir) / "result.json", result)
     return row

@@ -26,8 +26,9 @@ def test_run_writes_the_grid_the_report_and_resumes(tmp_path, monkeypatch, capsy
     runs = pd.read_csv(tmp_path / "abl" / "runs.csv")
     assert len(runs) == 3 and set(runs["variant"]) == {"baseline", "post_norm", "no_residual"}
     assert set(runs["status"]) == {"ok"} and set(runs["task"]) == {"copy"}
-    # each variant really ran its own configuration
-    configs = {v: json.loads((tmp_path / d / "result.json").read_text())["config"]["model"]
+    # each variant really ran its own configuration (run_dir is recorded relative to the results directory)
+    assert set(runs["run_dir"]) == {f"runs/{v}/copy/s0" for v in runs["variant"]}
+    configs = {v: json.loads((tmp_path / "abl" / d / "result.json").read_text())["config"]["model"]
                for v, d in zip(runs["variant"], runs["run_dir"])}
     assert configs["post_norm"]["norm_placement"] == "post" and configs["baseline"]["norm_placement"] == "pre"
     assert configs["no_residual"]["residual"] == "none" and configs["baseline"]["residual"] == "standard"

@@ -219,3 +219,20 @@ def test_submit_refuses_a_bad_number_of_tasks_before_anything_is_written(tmp_pat
     with pytest.raises(ConfigError, match="positive integer"):
         api.submit(["ablation=pair", *TINY, "out=c"], jobs=0, cluster="local")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_stacked_grid_ends_where_the_unstacked_grid_ends(tmp_path, monkeypatch, capsys):
+    """trainer.stack=3 through the executor: the three seeds of each cell train as one stack, and every run ends
+    with the status, steps and (within 0.01) the score of the same run alone."""
+    monkeypatch.chdir(tmp_path)
+    grid = ["ablation=pair", *TINY, "ablation.seeds=[0,1,2]"]
+    assert main(["run", "-q", *grid, "out=alone"]) == 0
+    assert main(["run", "-q", *grid, "trainer.stack=3", "out=stacked"]) == 0
+    alone, stacked = read_runs(tmp_path / "alone"), read_runs(tmp_path / "stacked")
+    assert len(stacked) == 6
+    for (_, a), (_, b) in zip(alone.iterrows(), stacked.iterrows()):
+        assert (a["variant"], a["seed"], a["status"], a["steps"]) == (b["variant"], b["seed"], b["status"], b["steps"])
+        assert abs(a["score"] - b["score"]) <= 0.01
+    results = [json.loads(p.read_text()) for p in (tmp_path / "stacked" / "runs").glob("*/*/*/result.json")]
+    assert all(r.get("stack", {}).get("size") == 3 for r in results), "they really trained stacked"

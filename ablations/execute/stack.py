@@ -1,0 +1,642 @@
+"""Stacked runs: K runs of one architecture trained as one stacked model in one pass, each its own run.
+
+Why: the suite's models are tiny. On a GPU one of them uses well under 1% of the device, so K runs that share an
+architecture (the seeds of a cell, the trials of a sweep: they may differ in seed, hence initialisation, data
+splits and batch order, and in learning rate, warmup and weight decay) cost about as much stacked as one alone.
+This is HFTA's horizontal fusion of training jobs (Wang et al., MLSys 2021, https://arxiv.org/abs/2102.02344),
+done generically with `torch.func`, so that a plugin component stacks without edits.
+
+How each member stays its own run:
+- Parameters: every member is built exactly as `run.train` builds it (`pl.seed_everything(seed)`, then
+  `run.build`), and `torch.func.stack_module_state` stacks the K models' parameters and buffers along a new
+  leading dimension; one forward is `vmap(functional_call)` over that dimension and the K batches. Each member's
+  loss depends only on its own slice, so one backward of the summed losses gives each member its own gradient.
+- `F.scaled_dot_product_attention` has no batching rule on the CPU (vmap would loop over members, per sample,
+  and warn): while the stack runs, the function is swapped for one whose vmap rule folds the member dimension
+  into the attention's batch dimension (a parameter-free op, so that is exact: one kernel call for all members).
+- Optimiser: `StackedAdamW` is torch.optim.AdamW's update (eps, bias correction, decoupled decay, betas
+  `module.BETAS`) over the stacked tensors, with one learning rate and weight decay per member, decay only on
+  parameters of dimension >= 2 per member, as `module.AblationModule` groups them. Each member's learning rate
+  follows `module.lr_factor` with its own warmup.
+- Batches: each member has its own `TaskDataModule` and draws from its own `train_dataloader()` stream.
+- Ending: a member ends where it would have ended alone, by `module.Divergence` checked every `log_every`
+  steps, by its `on_validation` callback (an Optuna trial's pruning), by an exception attributable to it (its
+  own validation, diagnostics, or a failing step retried alone), or at `max_steps`. An ended member is taken
+  out of the stack (its parameters and optimiser state are sliced away), so the others continue unchanged: no
+  member's numbers depend on which others share its stack.
+- Files: the member's parameters are loaded into its own template model for validation, test and diagnostics
+  (the same `evaluate` and `Diagnostics` code as an unstacked run, at the same steps), its Lightning CSV log is
+  written by Lightning's own `CSVLogger` at the rows Lightning's Trainer would have written (see `_LossLog`),
+  and its row and result.json by `run.finish_run`, the function `run.train` uses.
+
+Lightning: a plain loop with `lightning.fabric.Fabric` for the device and precision (`run.resolve_hardware`, the
+same resolution as `run.train`; forward and validation under Fabric's autocast, the test in full precision as
+in `run.train`). A `Trainer` has one global step, one `should_stop` and one logger, while K members stop,
+prune, validate and log on their own; driving that through a Trainer would fight it at every step.
+
+Default `trainer.stack` per device: 1. On the 2-core CPU the default model (d_model 64, 2 layers, batch 64) is
+compute-bound (one batch-512 step costs about eight batch-64 steps, DESIGN.md), so a stack of K does K times
+the arithmetic of one run and cannot be faster than K runs in sequence; parallel workers with one thread each
+are the lever there. Measured (OMP_NUM_THREADS=1, task copy, d_model 64, 2 layers, batch 64, 100 steps, one
+validation and the test, no diagnostics, three repeats on the quiet 2-core machine): four unstacked `train`
+runs took 19.6-20.1 s, one stack of the same four 21.9-23.2 s, so stacking is about 13% slower there. On a
+GPU, where each tiny model leaves the device idle, stacking is expected to pay (DESIGN.md; not yet measured
+with this engine); `stackable` says which architectures can.
+
+What does not stack (`stackable` says why, and the caller runs those units unstacked): several devices
+(`trainer.devices` > 1), `16-mixed` precision (a loss scaler per member), dropout (the masks come from one
+global random stream that a stack cannot replay per member), and any model whose forward is not a pure function
+of its parameters and input under `vmap` (data-dependent Python control flow such as `.item()`, in-place updates
+of state shared across members, random ops): `stackable` probes the architecture once with two members and
+compares the stacked loss and gradients with the unstacked ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.fabric import Fabric
+from lightning.pytorch.loggers import CSVLogger
+from optuna.exceptions import TrialPruned
+from torch.func import functional_call, stack_module_state, vmap
+
+from ablations.config import RunConfig
+from ablations.execute.diagnostics import Diagnostics
+from ablations.execute.module import BETAS, Divergence, batch_scores, evaluate, lr_factor
+from ablations.execute.run import build, finish_run, resolve_hardware
+from models.components import REGISTRIES
+from tasks import TASKS
+from tasks.datamodule import OrderedBatches, TaskDataModule
+
+#: What members of one stack may differ in: everything else must be equal (`stack_key`).
+PER_MEMBER = {"seed": None, "optim": ("lr", "warmup_steps", "weight_decay"), "trainer": ("stack", "diagnostics_every")}
+EPS = 1e-8  # torch.optim.AdamW's default, which module.AblationModule uses
+
+
+@dataclass
+class Member:
+    """One run of a stack: what `run.train` takes, plus `on_validation(step, value) -> prune?`, called after
+    every validation with the number of updates done and the task's validation metric (an Optuna trial's report
+    and should_prune; it may also raise optuna.TrialPruned)."""
+
+    cfg: RunConfig
+    run_dir: Path
+    variant: str
+    ablation: str = ""
+    on_validation: Callable[[int, float], bool] | None = None
+
+
+def stack_key(cfg: RunConfig) -> str:
+    """Runs with equal keys may share a stack: equal in everything but seed, learning rate, warmup, weight
+    decay, `trainer.stack` and the diagnostics interval (each member measures its own)."""
+    values = cfg.to_dict()
+    values.pop("seed")
+    for section in ("optim", "trainer"):
+        values[section] = {k: v for k, v in values[section].items() if k not in PER_MEMBER[section]}
+    blob = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# --- attention without a batching rule --------------------------------------------------------------------------
+
+_SDPA = F.scaled_dot_product_attention
+
+
+class _FoldedAttention(torch.autograd.Function):
+    """`F.scaled_dot_product_attention` with a vmap rule: the member dimension joins the batch dimension, so the
+    stack makes one kernel call (and autograd records the kernel's own backward) instead of vmap's fallback."""
+
+    @staticmethod
+    def forward(q, k, v, mask, dropout_p, is_causal, scale, enable_gqa):
+        return _SDPA(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale,
+                     enable_gqa=enable_gqa)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        q, k, v, mask, *options = inputs
+        ctx.options = options
+        ctx.save_for_backward(q, k, v, mask)
+
+    @staticmethod
+    def backward(ctx, grad):  # only outside vmap (never in the stack): the kernel's gradient, recomputed
+        q, k, v, mask = ctx.saved_tensors
+        dropout_p, is_causal, scale, enable_gqa = ctx.options
+        with torch.enable_grad():
+            inputs = [t.detach().requires_grad_() for t in (q, k, v)]
+            out = _SDPA(*inputs, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale,
+                        enable_gqa=enable_gqa)
+            grads = torch.autograd.grad(out, inputs, grad)
+        return (*grads, None, None, None, None, None)
+
+    @staticmethod
+    def vmap(info, in_dims, q, k, v, mask, dropout_p, is_causal, scale, enable_gqa):
+        n = info.batch_size
+
+        def leading(t, dim):  # the member dimension first (a tensor shared by all members: expanded, a view)
+            return t.movedim(dim, 0) if dim is not None else t.expand(n, *t.shape)
+
+        q, k, v = (leading(t, d) for t, d in zip((q, k, v), in_dims[:3]))
+        if q.dim() < 4:  # no batch dimension to fold into: the member dimension is the batch
+            if mask is not None and in_dims[3] is not None:
+                mask = leading(mask, in_dims[3])
+                mask = mask.reshape(n, *[1] * (q.dim() - mask.dim()), *mask.shape[1:])
+            return _SDPA(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale,
+                         enable_gqa=enable_gqa), 0
+        batch = q.shape[1]
+
+        def fold(t):
+            return t.reshape(n * t.shape[1], *t.shape[2:])
+
+        if mask is not None:
+            per_sample = q.dim() - 1
+            if in_dims[3] is None and (mask.dim() < per_sample or mask.shape[0] == 1):
+                pass  # broadcasts over the folded batch as it did over the batch
+            else:
+                mask = leading(mask, in_dims[3])
+                mask = mask.reshape(n, *[1] * (per_sample - (mask.dim() - 1)), *mask.shape[1:])
+                mask = fold(mask.expand(n, batch, *mask.shape[2:]))
+        out = _SDPA(fold(q), fold(k), fold(v), attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal,
+                    scale=scale, enable_gqa=enable_gqa)
+        return out.reshape(n, batch, *out.shape[1:]), 0
+
+
+def _folded_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    return _FoldedAttention.apply(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+
+
+@contextlib.contextmanager
+def folded_attention():
+    """While the stack's forward runs, components that call `F.scaled_dot_product_attention` get the folded one
+    (components that bound the function at import keep vmap's slower, equally exact fallback)."""
+    F.scaled_dot_product_attention = _folded_sdpa
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = _SDPA
+
+
+# --- the stacked model and its optimiser ------------------------------------------------------------------------
+
+class StackedAdamW:
+    """torch.optim.AdamW over stacked parameters (leading dimension: the members), one learning rate and weight
+    decay per member. The arithmetic follows torch's single-tensor AdamW step by step, so a member's update is
+    the one its unstacked run makes; decay applies to parameters of dimension >= 2 per member only."""
+
+    def __init__(self, params: dict[str, torch.Tensor]):
+        self.params = params
+        self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
+        self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
+        self.steps = 0  # every member in the stack has made the same number of updates
+
+    @torch.no_grad()
+    def step(self, lrs: list[float], weight_decays: list[float]) -> None:
+        beta1, beta2 = BETAS
+        self.steps += 1
+        bias_correction1 = 1 - beta1 ** self.steps
+        bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        for name, p in self.params.items():
+            if p.grad is None:
+                continue  # torch's AdamW skips a parameter without gradient (decay included)
+            shape = (len(lrs),) + (1,) * (p.dim() - 1)
+            grad = p.grad
+            if p.dim() - 1 >= 2 and any(weight_decays):
+                p.mul_(torch.tensor([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], dtype=p.dtype,
+                                    device=p.device).view(shape))
+            self.exp_avg[name].lerp_(grad, 1 - beta1)
+            self.exp_avg_sq[name].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (self.exp_avg_sq[name].sqrt() / bias_correction2_sqrt).add_(EPS)
+            step_size = torch.tensor([-lr / bias_correction1 for lr in lrs], dtype=p.dtype, device=p.device)
+            p.add_(self.exp_avg[name].mul(step_size.view(shape)).div_(denom))
+
+    def keep(self, index: torch.Tensor) -> None:
+        """Only the members at `index` stay (new leaf tensors, gradients kept for this step's update; the dropped
+        members' state is gone)."""
+        for name in list(self.params):
+            old = self.params[name]
+            self.params[name] = old.detach()[index].requires_grad_(old.requires_grad)
+            if old.grad is not None:
+                self.params[name].grad = old.grad[index]
+            self.exp_avg[name] = self.exp_avg[name][index]
+            self.exp_avg_sq[name] = self.exp_avg_sq[name][index]
+
+
+def _stacked_losses(base, params, buffers, inputs, targets) -> torch.Tensor:
+    """Each member's mean scored training loss (K,), its parameters' slice applied to its own batch."""
+    def member_loss(p, b, x, y):
+        loss_sum, _, count = batch_scores(functional_call(base, (p, b), (x,)), y)
+        return loss_sum / count.clamp_min(1)
+
+    with folded_attention():
+        return vmap(member_loss, randomness="error")(params, buffers, inputs, targets)
+
+
+# --- which architectures stack ------------------------------------------------------------------------------
+
+_STACKABLE: dict[tuple, tuple[bool, str]] = {}
+
+
+def _components(cfg: RunConfig) -> tuple:
+    """The classes a config's names resolve to: a test or plugin that re-registers a name gets a fresh probe."""
+    classes = [registry.get(getattr(cfg.model, kind)) for kind, registry in REGISTRIES.items()]
+    classes.append(TASKS.get(cfg.task["name"]))
+    return tuple((c.__module__, c.__qualname__, id(c)) for c in classes)
+
+
+def stackable(cfg: RunConfig) -> tuple[bool, str]:
+    """Whether runs of this architecture can train stacked, and why not (or, when they can, a note such as an
+    op vmap runs member by member). Probed once per `stack_key` (see the module docstring)."""
+    key = (stack_key(cfg), _components(cfg))
+    if key not in _STACKABLE:
+        _STACKABLE[key] = _probe(cfg)
+    return _STACKABLE[key]
+
+
+def _probe(cfg: RunConfig) -> tuple[bool, str]:
+    trainer = cfg.trainer
+    if trainer.devices != 1 or trainer.strategy != "auto":
+        return False, f"a stack trains on one device (trainer.devices={trainer.devices}, strategy={trainer.strategy})"
+    accelerator, precision = resolve_hardware(trainer.accelerator, trainer.precision)
+    if precision == "16-mixed":
+        return False, "16-mixed precision scales the loss with one scaler per run; a stack has one for all"
+    if cfg.model.dropout > 0:
+        return False, (f"model.dropout={cfg.model.dropout}: dropout masks come from one global random stream, "
+                       f"which a stack cannot replay per member")
+    fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)
+    models, batches = [], []
+    for seed in (cfg.seed, cfg.seed + 1):
+        pl.seed_everything(seed, verbose=False)
+        task, model = build(cfg)
+        models.append(fabric.setup_module(model).module)
+        split = TaskDataModule(task, cfg.optim.batch_size, seed, trainer.eval_batch_size).split("train")
+        batches.append((split.inputs[:4].to(fabric.device), split.targets[:4].to(fabric.device)))
+    reference = []
+    for model, (x, y) in zip(models, batches):
+        with fabric.autocast():
+            loss_sum, _, count = batch_scores(model(x), y)
+        (loss_sum / count.clamp_min(1)).backward()
+        reference.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0])
+    note = ""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with fabric.autocast():
+                losses = _stacked_losses(base, params, buffers, torch.stack([x for x, _ in batches]),
+                                         torch.stack([y for _, y in batches]))
+            losses.sum().backward()
+        fallbacks = sorted({str(w.message).split(" for ")[-1].split(".")[0].strip() for w in caught
+                            if "batching rule" in str(w.message)})
+        if fallbacks:
+            note = "vmap runs these ops member by member (slower, exact): " + ", ".join(fallbacks)
+    except Exception as exc:  # noqa: BLE001 - any failure means: not stackable, and why
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return False, f"the model's forward cannot run under torch.func.vmap: {type(exc).__name__}: {first}"
+    tolerance = 1e-3 if precision in ("32-true", "64-true") else 5e-2
+    for i, grads in enumerate(reference):
+        for name, grad in grads.items():
+            stacked = params[name].grad
+            if stacked is None:
+                return False, f"stacked training gives {name} no gradient"
+            error = float((stacked[i] - grad).abs().max()) / max(float(grad.abs().max()), 1e-12)
+            if not error <= tolerance:
+                return False, (f"stacked gradients differ from the unstacked ones ({name}: relative error "
+                               f"{error:.2g}): the forward is not a pure function of parameters and input")
+    return True, note
+
+
+# --- the members ------------------------------------------------------------------------------------------------
+
+class _LossLog:
+    """A member's `metrics.csv`, written by Lightning's CSVLogger at the rows Lightning's Trainer writes them:
+    the loss checked at step s (s a multiple of log_every) is written as the row of batch
+    s + log_every - 1, or of the run's last batch if that comes first; a validation after n updates is the row
+    of batch n - 1. A stacked member's log thus reads exactly like the same run's log trained alone."""
+
+    def __init__(self, run_dir: Path, log_every: int):
+        self.logger = CSVLogger(str(run_dir), name="", version="")
+        self.log_every = log_every
+        self.pending: float | None = None
+
+    def loss(self, value: float) -> None:
+        self.pending = float(torch.tensor(value))  # float32, as Lightning's self.log stores it
+
+    def batch_end(self, batch: int, last: bool = False) -> None:
+        if self.pending is not None and ((batch + 1) % self.log_every == 0 or last):
+            self.logger.log_metrics({"epoch": 0, "train/loss": self.pending}, step=batch)
+            self.pending = None
+
+    def validation(self, batch: int, values: dict) -> None:
+        self.logger.log_metrics({"epoch": 0, **values}, step=batch)
+
+    def close(self, status: str) -> None:
+        self.logger.finalize("success" if status == "ok" else "failed")
+
+
+@dataclass
+class _Run:
+    """One member's own state: its template model (holding its parameters whenever they are read), data,
+    divergence rule, diagnostics, log and bookkeeping."""
+
+    member: Member
+    task: object
+    model: torch.nn.Module
+    data: TaskDataModule
+    batches: object
+    divergence: Divergence
+    log: _LossLog
+    diagnostics: Diagnostics | None
+    n_params: int
+    status: str = "ok"
+    error: str = ""
+    steps: int = 0
+    val: dict = field(default_factory=dict)
+    wall: float = 0.0
+
+    @property
+    def cfg(self) -> RunConfig:
+        return self.member.cfg
+
+    def fail(self, exc: BaseException) -> None:
+        self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
+        (Path(self.member.run_dir) / "error.txt").write_text(
+            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def _start(member: Member, fabric: Fabric) -> _Run:
+    """The member's model, data and files, built in the order `run.train` builds them (same initialisation)."""
+    cfg, run_dir = member.cfg, Path(member.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.csv").unlink(missing_ok=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    task, model = build(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    data = TaskDataModule(task, cfg.optim.batch_size, cfg.seed, cfg.trainer.eval_batch_size)
+    diagnostics = None
+    if cfg.trainer.diagnostics_every:
+        diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs)
+    model = fabric.setup_module(model).module
+    return _Run(member, task, model, data, iter(data.train_dataloader()), Divergence(cfg.trainer.divergence_factor),
+                _LossLog(run_dir, cfg.trainer.log_every), diagnostics, n_params)
+
+
+class _Stack:
+    """The active members' stacked parameters, buffers and optimiser; members leave it when they end."""
+
+    def __init__(self, runs: list[_Run]):
+        self.runs = list(runs)
+        params, self.buffers = stack_module_state([r.model for r in runs])
+        self.optimizer = StackedAdamW(params)
+        self.base = copy.deepcopy(runs[0].model)  # functional_call's module: its own tensors are never read
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        return self.optimizer.params
+
+    @torch.no_grad()
+    def materialise(self, run: _Run, grads: bool = False) -> torch.nn.Module:
+        """The member's template model holding its current parameters (and, with `grads`, its gradients); a member
+        that has left the stack already holds its last ones."""
+        if run not in self.runs:
+            return run.model
+        i = self.runs.index(run)
+        for name, p in run.model.named_parameters():
+            p.copy_(self.params[name][i])
+            p.grad = self.params[name].grad[i] if grads and self.params[name].grad is not None else None
+        for name, b in run.model.named_buffers():
+            b.copy_(self.buffers[name][i])
+        return run.model
+
+    def drop(self, leaving: list[_Run]) -> None:
+        for run in leaving:
+            self.materialise(run)
+        keep = [i for i, r in enumerate(self.runs) if r not in leaving]
+        index = torch.tensor(keep, dtype=torch.long, device=next(iter(self.params.values())).device)
+        self.optimizer.keep(index)
+        self.buffers = {n: b[index] for n, b in self.buffers.items()}
+        self.runs = [self.runs[i] for i in keep]
+
+    def losses(self, inputs, targets) -> torch.Tensor:
+        for p in self.params.values():
+            p.grad = None
+        losses = _stacked_losses(self.base, self.params, self.buffers, inputs, targets)
+        losses.sum().backward()  # each member's gradient is its own loss's: the members share no parameter
+        return losses.detach()
+
+    def alone(self, run: _Run, inputs, targets) -> None:
+        """One member's forward and backward on its own (to find which member a failing stacked step is due to)."""
+        i = self.runs.index(run)
+        params = {n: p.detach()[i].clone().requires_grad_() for n, p in self.params.items()}
+        buffers = {n: b[i].clone() for n, b in self.buffers.items()}
+        loss_sum, _, count = batch_scores(functional_call(self.base, (params, buffers), (inputs,)), targets)
+        (loss_sum / count.clamp_min(1)).backward()
+
+
+def train_stack(members: list[Member]) -> list[dict]:
+    """Train the members as one stacked model; write each member's result.json, metrics.csv and diagnostics.csv
+    in its run directory, as `run.train` would; return one result row per member, in order. All members must
+    share a `stack_key`, which `stackable` must accept."""
+    if not members:
+        return []
+    keys = {stack_key(m.cfg) for m in members}
+    if len(keys) > 1:
+        raise ValueError(f"members of one stack must share a stack_key, got {len(keys)} different ones")
+    ok, reason = stackable(members[0].cfg)
+    if not ok:
+        raise ValueError(f"this architecture does not stack: {reason}")
+    trainer = members[0].cfg.trainer
+    accelerator, precision = resolve_hardware(trainer.accelerator, trainer.precision)
+    fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(not torch.cuda.is_available())  # as run.train's Trainer(deterministic=)
+    try:
+        runs = [_start(m, fabric) for m in members]
+        _loop(runs, _Stack(runs), fabric, trainer.max_steps)
+        return [_finish(run, accelerator, precision, len(members)) for run in runs]
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _loop(runs: list[_Run], stack: _Stack, fabric: Fabric, max_steps: int) -> None:
+    for run in runs:
+        _guard(run, lambda r: r.diagnostics and r.diagnostics.measure(stack.materialise(r), 0, fabric.device))
+    ending = [r for r in runs if r.status != "ok"]
+    if ending:
+        stack.drop(ending)
+    batch = 0
+    while stack.runs and batch < max_steps:
+        start = time.perf_counter()
+        inputs, targets = zip(*(next(r.batches) for r in stack.runs))
+        inputs, targets = torch.stack(inputs).to(fabric.device), torch.stack(targets).to(fabric.device)
+        losses = _step(stack, inputs, targets, batch, fabric)
+        active = list(stack.runs)
+        stopping = []
+        checked = any(batch % r.cfg.trainer.log_every == 0 for r in active)
+        values = losses.tolist() if checked else None  # the only host sync, on check steps
+        for i, run in enumerate(active):
+            if run.status != "ok":
+                stopping.append(run)  # failed in this step, alone
+            elif batch % run.cfg.trainer.log_every == 0:
+                run.log.loss(values[i])
+                if run.divergence.check(batch, values[i]):
+                    stopping.append(run)  # its update is skipped, as a diverged run's is
+        for run in active:
+            if run not in stopping and run.diagnostics and run.diagnostics.due(batch, max_steps):
+                _guard(run, lambda r: r.diagnostics.gradients(stack.materialise(r, grads=True), batch))
+        updating = [r for r in active if r not in stopping]
+        if len(updating) < len(active):
+            stack.drop([r for r in active if r not in updating])
+        if stack.runs:
+            stack.optimizer.step(
+                [r.cfg.optim.lr * lr_factor(batch, r.cfg.optim.warmup_steps, max_steps) for r in stack.runs],
+                [r.cfg.optim.weight_decay for r in stack.runs])
+        share = (time.perf_counter() - start) / len(active)
+        batch += 1
+        for run in active:
+            run.wall += share
+            run.steps = batch if run.status == "ok" else batch - 1
+        for run in active:
+            start = time.perf_counter()
+            _after_batch(run, stack, fabric, batch, max_steps, stopped=run in stopping)
+            run.wall += time.perf_counter() - start
+        leaving = [r for r in stack.runs if r.status != "ok" or r.divergence.diverged_step is not None]
+        if leaving:
+            stack.drop(leaving)
+    stack.drop(list(stack.runs))  # every template model now holds its member's last parameters
+
+
+def _step(stack: _Stack, inputs, targets, batch: int, fabric: Fabric) -> torch.Tensor:
+    """The stacked forward and backward; when it fails, each member is run alone to find whose failure it is,
+    those members fail, and the step is redone for the rest. A failure no member has alone fails them all."""
+    try:
+        with fabric.autocast():
+            return stack.losses(inputs, targets)
+    except Exception as exc:  # noqa: BLE001 - attributed to a member below, or to the stack
+        nan = torch.full((len(stack.runs),), math.nan)
+        culprits = []
+        for i, run in enumerate(stack.runs):
+            try:
+                with fabric.autocast():
+                    stack.alone(run, inputs[i], targets[i])
+            except Exception as own:  # noqa: BLE001
+                run.fail(own)
+                culprits.append(i)
+        keep = [i for i in range(len(stack.runs)) if i not in culprits]
+        if not culprits:
+            for run in stack.runs:
+                run.fail(exc)
+        if not culprits or not keep:
+            return nan
+        try:
+            with fabric.autocast():
+                rest = _Subset(stack, keep).losses(inputs[keep], targets[keep])
+        except Exception as again:  # noqa: BLE001 - fails only stacked: the stack's doing
+            for i in keep:
+                stack.runs[i].fail(again)
+            return nan
+        losses = nan.to(rest.device)
+        losses[keep] = rest
+        return losses
+
+
+class _Subset:
+    """The stack restricted to some members for one retried step (their gradients land in the full stack)."""
+
+    def __init__(self, stack: _Stack, keep: list[int]):
+        self.stack, self.keep = stack, keep
+        self.runs = [stack.runs[i] for i in keep]
+
+    def losses(self, inputs, targets) -> torch.Tensor:
+        stack, index = self.stack, torch.tensor(self.keep, device=inputs.device)
+        params = {n: p.detach()[index].requires_grad_() for n, p in stack.params.items()}
+        buffers = {n: b[index] for n, b in stack.buffers.items()}
+        losses = _stacked_losses(stack.base, params, buffers, inputs, targets)
+        losses.sum().backward()
+        for name, p in stack.params.items():
+            grad = torch.zeros_like(p)
+            if params[name].grad is not None:
+                grad[index] = params[name].grad
+            p.grad = grad
+        return losses.detach()
+
+
+def _guard(run: _Run, action) -> None:
+    """Run a member's own action; an exception fails that member only (a pruning signal prunes it)."""
+    try:
+        action(run)
+    except TrialPruned as exc:
+        run.status, run.error = "pruned", str(exc)
+    except Exception as exc:  # noqa: BLE001 - a crash inside one member's run is its result
+        run.fail(exc)
+
+
+def _after_batch(run: _Run, stack: _Stack, fabric: Fabric, batch: int, max_steps: int, stopped: bool) -> None:
+    """What Lightning does for a run after its batch `batch - 1`: diagnostics, the log row, validation (also
+    when the run stops: a diverged run validates its last parameters), pruning, and at the end the last rows."""
+    last_batch = batch - 1
+    if run.status != "ok":  # failed in the step: nothing more is measured
+        run.log.batch_end(last_batch, last=True)
+        return
+    every = run.cfg.trainer.val_every
+    ends = stopped or batch >= max_steps
+
+    def after(r: _Run) -> None:
+        if r.diagnostics and r.diagnostics.due(batch, max_steps):
+            r.diagnostics.measure(stack.materialise(r), batch, fabric.device)
+        r.log.batch_end(last_batch)
+        if batch % every == 0 or stopped:
+            model = stack.materialise(r)
+            with fabric.autocast():
+                values = evaluate(model, OrderedBatches(r.data.split("val"), r.cfg.trainer.eval_batch_size),
+                                  fabric.device)
+            r.val = {f"val/{k}": float(torch.tensor(v)) for k, v in values.items()}  # float32, as self.log
+            r.log.validation(last_batch, r.val)
+            callback = r.member.on_validation
+            value = r.val.get(f"val/{r.task.metric}")
+            if callback is not None and value is not None and callback(batch, value):
+                raise TrialPruned(f"pruned at step {batch} (val/{r.task.metric}={value:.4g})")
+
+    if stopped:
+        run.log.batch_end(last_batch, last=True)  # Lightning writes a stopping run's last loss before validating
+    _guard(run, after)
+    if run.status == "ok" and ends:
+        _guard(run, lambda r: r.diagnostics and r.diagnostics.measure(stack.materialise(r), batch, fabric.device))
+    if ends or run.status == "failed":
+        run.log.batch_end(last_batch, last=True)
+
+
+def _finish(run: _Run, accelerator: str, precision: str, size: int) -> dict:
+    """The member's files and row, as `run.train` writes them (its parameters are in its template model)."""
+    start = time.perf_counter()
+    run_dir = Path(run.member.run_dir)
+    if run.divergence.diverged_step is not None and run.status in ("ok", "failed"):
+        run.status = "diverged"  # as in run.train: an error after the loss blew up is the divergence's doing
+    run.log.close(run.status)
+    metrics = {}
+    if run.diagnostics is not None:
+        run.diagnostics.write(run_dir, run_dir / "metrics.csv")
+    if run.status == "ok":
+        try:
+            metrics = evaluate(run.model, OrderedBatches(run.data.split("test"), run.cfg.trainer.eval_batch_size),
+                               next(run.model.parameters()).device)
+        except Exception as exc:  # noqa: BLE001
+            run.fail(exc)
+    run.wall += time.perf_counter() - start
+    return finish_run(run.cfg, run_dir, task=run.task, variant=run.member.variant, ablation=run.member.ablation,
+                      status=run.status, error=run.error, steps=run.steps, val=run.val, test_metrics=metrics,
+                      divergence=run.divergence, wall=run.wall, n_params=run.n_params,
+                      seq_len=run.data.split("train").inputs.shape[1], accelerator=accelerator,
+                      precision=precision, extra={"stack": {"size": size}})
