@@ -287,7 +287,7 @@ def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, 
     _execute(part, tasks, lambda: results.write_manifest(
         ablation=spec, command=command, overrides=[redact(o) for o in part.overrides], config_hash=config_hash(cfg)),
         quiet=quiet, work=False)
-    submitted = submit_workers(out, jobs, cluster=cluster, folder=folder, **parameters)
+    submitted = submit_workers(_array_task, out, jobs, cluster=cluster, folder=folder, **parameters)
     if not quiet:
         print(f"submitted {len(submitted)} worker tasks for {out}: {', '.join(j.job_id for j in submitted)}",
               file=sys.stderr)
@@ -296,6 +296,17 @@ def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, 
     outcomes = [job.result() for job in submitted]
     finished = any(o.finished for o in outcomes)
     return Outcome(out, _report(out) if finished else None, finished)
+
+
+def _array_task(directory: str) -> Outcome:
+    """One array task of `submit`: a worker on `directory`, one CPU thread per allotted core (SLURM_CPUS_PER_TASK;
+    one where the scheduler says nothing, so that tasks sharing a node never oversubscribe it)."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)))
+    return worker(directory, quiet=True)
 
 
 # --- reports and results ------------------------------------------------------------------------------------

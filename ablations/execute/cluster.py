@@ -9,28 +9,17 @@ pre-empted or killed loses nothing: its unit goes stale and is redone by the nex
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
-def array_task(directory: str) -> "object":
-    """One array task: a worker on `directory` with one CPU thread per allotted core (SLURM_CPUS_PER_TASK)."""
-    import torch
-
-    from ablations import api
-
-    threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
-    torch.set_num_threads(max(1, threads))
-    return api.worker(directory, quiet=True)
-
-
-def submit_workers(directory: str | Path, jobs: int, *, cluster: str | None = None,
+def submit_workers(task, directory: str | Path, jobs: int, *, cluster: str | None = None,
                    folder: str | Path | None = None, **parameters) -> list:
-    """Submit `jobs` worker tasks for `directory` as one submitit job array; returns the submitit jobs.
+    """Submit `jobs` array tasks `task(directory)` (the API's worker entry) as one submitit job array; returns the
+    submitit jobs.
     `cluster`: None lets submitit choose (SLURM where `sbatch` exists), "slurm", or "local" (local processes:
     the tests, and a machine without a scheduler). Logs go to `folder` (default: DIR/submitit)."""
     import submitit
 
     executor = submitit.AutoExecutor(folder=str(folder or Path(directory) / "submitit"), cluster=cluster)
     executor.update_parameters(name=f"ablate-{Path(directory).name}", **parameters)
-    return executor.map_array(array_task, [str(directory)] * jobs)
+    return executor.map_array(task, [str(directory)] * jobs)
