@@ -40,6 +40,7 @@ step model_step_small_gpu 40 "$PY" benchmarks/model_step.py --device cuda --bf16
 # attention variants, T = 128 .. 8192 on the GPU
 step attention_scaling 60 "$PY" benchmarks/attention_scaling.py --device cuda --max-len 8192 --batch 4 --reps 5 \
   --out "$DEST"
-# several tiny trials sharing the GPU vs one at a time
-step sweep_throughput 150 "$PY" benchmarks/sweep_throughput.py --device cuda --workers 1,8 --trials 5 --steps 50
+# stacked runs (trainer.stack 1, 8, 32) and two workers sharing the GPU, side by side (issue 15: stack >= 10x)
+step sweep_throughput 240 "$PY" benchmarks/sweep_throughput.py --device cuda --configs 1x1,8x1,32x1,1x2 \
+  --trials 32 --seeds 2 --steps 100
 echo "results in $DEST" | tee -a "$DEST/summary.txt"

@@ -1,4 +1,4 @@
-"""Runs per hour of a fixed small tuned sweep (`ablate run sweep=quick ...`) with 1, 2 and N workers on one machine.
+"""Runs per hour of a fixed small tuned sweep (`ablate run sweep=quick ...`) at several stack sizes and worker counts.
 
 Why: tiny models leave most of a machine idle (on a GPU, well under 1% of it), so trials per machine is the
 throughput that matters for tuning. `sweep.workers=W` starts W trial processes that share the study storage
@@ -9,8 +9,14 @@ runs per hour = (trials + final runs) / wall time of the whole command (start-up
 On a GPU (`--device cuda`) every worker trains on the one GPU (bf16), and the figure judged is runs per hour with
 W workers sharing it against one at a time (target >= 4x at W = 8).
 
-    python benchmarks/sweep_throughput.py [--workers 1,2,4 --trials 4 --steps 100]
-    python benchmarks/sweep_throughput.py --device cuda --workers 1,8 --trials 8
+`trainer.stack=K` trains up to K claimed units of one architecture as one stacked model (README, "Stacked runs"),
+so a cell's tuning trials and final seeds train together. Each configuration is `STACKxWORKERS`; all of them run
+side by side in one call (alternating over `--reps`), so their ratios are measured under the same conditions.
+Targets (issue 15): on the CPU, stacking never below 0.95x of stack=1 and 2 single-thread workers >= 1.6x one
+worker on 2 cores; on a GPU, stacking >= 10x runs per hour over stack=1.
+
+    python benchmarks/sweep_throughput.py [--configs 1x1,8x1,32x1,1x2 --trials 8 --steps 100]
+    python benchmarks/sweep_throughput.py --device cuda --configs 1x1,8x1,32x1 --trials 32 --seeds 2
 """
 
 from __future__ import annotations
@@ -29,25 +35,27 @@ from _proc import run_measured  # noqa: E402
 VARIANTS = 3  # conf/ablation/default.yaml: baseline, post_norm, no_residual
 
 
-def sweep_command(out: Path, workers: int, args) -> list[str]:
+def sweep_command(out: Path, stack: int, workers: int, args) -> list[str]:
     accelerator = "gpu" if args.device == "cuda" else "cpu"
     return [sys.executable, "-m", "ablations.cli", "run", "-q", "ablation=default", f"task={args.task}",
             "sweep=quick", f"sweep.trials={args.trials}", f"sweep.seeds={args.seeds}", f"sweep.workers={workers}",
+            f"trainer.stack={stack}",
             f"trainer.max_steps={args.steps}", f"trainer.val_every={max(1, args.steps // 2)}",
             f"trainer.accelerator={accelerator}", f"out={out}"]
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", default=f"1,2,{os.cpu_count() or 1}", help="comma-separated worker counts")
+    parser.add_argument("--configs", default="1x1,8x1,32x1,1x2",
+                        help="comma-separated STACKxWORKERS configurations (the first is the reference)")
     parser.add_argument("--task", default="copy")
-    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--reps", type=int, default=1, help="alternating repetitions of the whole set")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    counts = list(dict.fromkeys(int(w) for w in args.workers.split(",")))
+    counts = list(dict.fromkeys(tuple(int(v) for v in c.lower().split("x")) for c in args.configs.split(",")))
     if args.device == "cuda":
         import torch
 
@@ -61,32 +69,32 @@ def main(argv=None) -> dict:
     print(f"sweep_throughput on {where}: ablation=default task={args.task} sweep=quick, {args.trials} trials + "
           f"{args.seeds} final run(s) per cell x {VARIANTS} cells = {runs} runs of {args.steps} steps each")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    walls: dict[int, list[float]] = {w: [] for w in counts}
-    peaks: dict[int, float] = {}
+    walls: dict[tuple, list[float]] = {c: [] for c in counts}
+    peaks: dict[tuple, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            for workers in counts:
-                out = Path(tmp) / f"w{workers}-r{rep}"
-                result = run_measured(sweep_command(out, workers, args), env=env, cwd=str(ROOT))
+            for stack, workers in counts:
+                out = Path(tmp) / f"k{stack}-w{workers}-r{rep}"
+                result = run_measured(sweep_command(out, stack, workers, args), env=env, cwd=str(ROOT))
                 if result["returncode"]:
-                    print(f"  workers={workers}: failed (exit {result['returncode']}):\n{result['output'][-2000:]}")
+                    print(f"  stack={stack} workers={workers}: failed (exit {result['returncode']}):\n"
+                          f"{result['output'][-2000:]}")
                     return {}
-                walls[workers].append(result["wall_s"])
-                peaks[workers] = max(peaks.get(workers, 0), result["tree_peak_bytes"] / 2**30)
-                print(f"  workers={workers}: {result['wall_s']:.1f} s, {3600 * runs / result['wall_s']:.0f} runs/hour, "
-                      f"peak RSS of all processes {result['tree_peak_bytes'] / 2**30:.2f} GiB")
+                walls[(stack, workers)].append(result["wall_s"])
+                peaks[(stack, workers)] = max(peaks.get((stack, workers), 0), result["tree_peak_bytes"] / 2**30)
+                print(f"  stack={stack} workers={workers}: {result['wall_s']:.1f} s, "
+                      f"{3600 * runs / result['wall_s']:.0f} runs/hour, peak RSS of all processes "
+                      f"{result['tree_peak_bytes'] / 2**30:.2f} GiB")
     import statistics
 
-    rates = {w: 3600 * runs / statistics.median(walls[w]) for w in counts}
+    rates = {c: 3600 * runs / statistics.median(walls[c]) for c in counts}
     base = rates[counts[0]]
-    print("  summary (median over reps):")
-    for w in counts:
-        print(f"    workers={w:<3} {rates[w]:8.0f} runs/hour  x{rates[w] / base:.2f} vs workers={counts[0]}  "
-              f"(peak {peaks[w]:.2f} GiB)")
-    if args.device == "cuda":
-        print(f"  ratio runs/hour workers={counts[-1]} / workers={counts[0]} = {rates[counts[-1]] / base:.2f}  "
-              f"(target >= 4 on one GPU)")
-    return {"rates": rates, "walls": walls}
+    print(f"  summary (median over {args.reps} rep(s)):")
+    for stack, workers in counts:
+        print(f"    stack={stack:<3} workers={workers:<3} {rates[(stack, workers)]:8.0f} runs/hour  "
+              f"ratio x{rates[(stack, workers)] / base:.2f} vs stack={counts[0][0]} workers={counts[0][1]}  "
+              f"(peak {peaks[(stack, workers)]:.2f} GiB)")
+    return {"rates": {f"{k}x{w}": r for (k, w), r in rates.items()}, "walls": {f"{k}x{w}": v for (k, w), v in walls.items()}}
 
 
 if __name__ == "__main__":
