@@ -1,25 +1,35 @@
 """Statistics of an ablation: from `runs.csv` (and `trials.csv` when a sweep wrote one) to tidy tables.
 
-Everything here is pure pandas/numpy (scipy, through scikit-learn, only for the t distribution), and every rule
-is a module constant or a keyword argument so the report can state exactly what it did:
+Everything here is pandas/numpy with scipy's distributions and bootstrap (ablations/analyse/stats.py), and every
+rule is a module constant or a keyword argument so the report can state exactly what it did:
 
 * **Effective score.** A run that `diverged` or `failed` has no test metric; it counts as the task's chance
   level in every statistic (means, intervals, tests, normalised scores). A `pruned` run was stopped by the
   tuner, not by the model, and is left out of every statistic (it is only counted).
-* **Per cell** (ablation, variant, task): mean and sample standard deviation over seeds, a 95% Student-t
-  interval for the mean, the difference to the baseline variant's mean, and Welch's unequal-variance t-test
-  against the baseline. With fewer than 2 runs on either side, or zero variance on both, the test is undefined
-  (p = NaN) and the cell cannot be significant. P-values are Holm-Bonferroni corrected over every non-baseline
-  cell of the ablation.
+* **Per cell** (ablation, variant, task): mean and sample standard deviation over seeds, and a 95% Student-t
+  interval for the mean intersected with the metric's feasible range (ablations/analyse/stats.py says why this and
+  not a bootstrap at 2-5 seeds). Welch's unequal-variance t-test against the baseline; with fewer than 2 runs on
+  either side, or zero variance on both, it is undefined (p = NaN). P-values are Holm-Bonferroni corrected over
+  every tested non-baseline cell of the ablation.
 * **Normalised score**: (score - chance) / (baseline mean - chance) for higher-is-better metrics and
   (chance - score) / (chance - baseline mean) for lower-is-better ones (bits per character), so chance is 0 and
   the baseline's mean is 1 on every task. Undefined (NaN) on a task where the baseline is no better than chance.
-* **Verdict** per cell: `broken` when the mean normalised score is below 0.2 or more than half of its
-  (non-pruned) runs diverged or failed; else `better` / `worse` when the Holm-corrected p < 0.05 (direction:
-  the metric's better side); else `no significant change`. The baseline's cells are `baseline` (or `broken`).
+  The **normalised difference** is the variant's normalised mean minus the baseline's (positive: better), with
+  its Welch interval at 1 - 2 alpha (90%), clipped to the feasible range of a difference.
+* **Verdict** per cell, the first that applies: `no data`; `broken` when the mean normalised score is below 0.2
+  or more than half of its (non-pruned) runs diverged or failed; `untested` with fewer than 2 runs on either
+  side; `equivalent` when the 90% interval of the normalised difference lies inside +-margin (`report.margin`,
+  default 0.05 of the chance-to-baseline range): the two one-sided tests (TOST, Schuirmann 1987) at alpha 0.05;
+  `better` / `worse` when the Holm-corrected p < 0.05 (direction: the metric's better side); else
+  `inconclusive`, with the seeds per side that would decide it at the observed difference and spread
+  (`seeds_to_decide`, 80% power). The baseline's cells are `baseline` (or `broken`).
 * **Resilience** of a variant: the mean over tasks of its normalised cell means, with a 95% percentile
   bootstrap interval that resamples seeds within every task, for the variant and the baseline alike (the
-  baseline's mean, the normaliser, is re-estimated in each replicate); tasks are fixed, not resampled.
+  baseline's mean, the normaliser, is re-estimated in each replicate); tasks are fixed, not resampled. Its cells
+  that are `equivalent` or `better` count as resilient; `inconclusive` ones never do.
+* **Robust aggregates** (rliable's, Agarwal et al. 2021): the interquartile mean of the normalised runs pooled
+  over tasks, the probability of improvement over the baseline, and the performance profile, each with a
+  stratified bootstrap interval (ablations/analyse/stats.py).
 * **Optimisability** (only with trials.csv): per (variant, task), the width in decades of the contiguous
   learning-rate range around the variant's best trial whose trials reach within 5% of the task's normalised
   range (chance to the baseline's best trial) of that best. Diverged and failed trials end the range; pruned
@@ -37,19 +47,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ablations.analyse import stats
+from ablations.analyse.stats import ALPHA, CONFIDENCE, MARGIN  # noqa: F401  (re-exported)
 from ablations.store.directory import TRIAL_COLUMNS, ResultsDir  # TRIAL_COLUMNS: re-exported
 from ablations.store.files import read_runs
 
-ALPHA = 0.05              # significance level, after Holm-Bonferroni correction
-CONFIDENCE = 0.95         # confidence level of every interval
 BROKEN_BELOW = 0.2        # a mean normalised score below this is `broken` (near chance)
 N_BOOTSTRAP = 2000        # bootstrap replicates of the resilience score
 BOOTSTRAP_SEED = 0        # the bootstrap is deterministic, so a report is reproducible
 LR_TOLERANCE = 0.05       # optimisability: within this fraction of the normalised range of the best trial
 
-VERDICTS = ("better", "worse", "no significant change", "broken", "baseline", "no data")
-MARKS = {"better": "▲", "worse": "▼", "broken": "✗", "no significant change": "", "baseline": "",
-         "no data": ""}
+VERDICTS = ("better", "worse", "equivalent", "inconclusive", "broken", "untested", "baseline", "no data")
+#: the verdicts that count towards a variant's resilience (never `inconclusive`: not significant is not no effect)
+RESILIENT = ("equivalent", "better")
+VERDICT_COUNTS = ("better", "worse", "equivalent", "inconclusive", "broken", "untested")
+MARKS = {"better": "▲", "worse": "▼", "equivalent": "≈", "inconclusive": "?", "broken": "✗", "untested": "·",
+         "baseline": "", "no data": ""}
 FAILED = ("diverged", "failed")
 
 
@@ -65,6 +78,25 @@ class ResultSet:
     ablation: str
     description: str
     baseline: str
+    margin: float = MARGIN
+
+
+def read_margin(manifest: dict | None) -> float:
+    """The equivalence margin a results directory was run with: the last `report.margin=` among the manifest's
+    overrides (`ablate run report.margin=0.1`), else the default of conf/config.yaml (MARGIN)."""
+    margin = MARGIN
+    for override in (manifest or {}).get("overrides") or []:
+        key, _, value = str(override).partition("=")
+        if key.lstrip("+") == "report.margin":
+            try:
+                margin = float(value)
+            except ValueError:
+                margin = math.nan
+            if not (math.isfinite(margin) and 0 < margin < 1):
+                from models.errors import ConfigError
+
+                raise ConfigError(f"manifest.json: report.margin must be a number between 0 and 1, got {value!r}")
+    return margin
 
 
 def read_manifest(directory: Path) -> dict | None:
@@ -135,7 +167,7 @@ def load(directory: Path, *, ablation: str | None = None, description: str | Non
         baseline = spec.get("baseline") or ("baseline" if "baseline" in variants or not variants else variants[0])
     description = description if description is not None else str(spec.get("description") or "")
     return ResultSet(directory=directory, runs=runs, trials=trials, manifest=manifest, ablation=str(ablation),
-                     description=description, baseline=str(baseline))
+                     description=description, baseline=str(baseline), margin=read_margin(manifest))
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -150,16 +182,11 @@ def t_quantile(df: float, confidence: float = CONFIDENCE) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2, df))
 
 
-def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """(mean, low, high): the Student-t interval for the mean; low/high NaN with fewer than 2 values."""
-    values = _finite(values)
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = t_quantile(len(values) - 1, confidence) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
+def t_interval(values, confidence: float = CONFIDENCE, bounds: tuple[float, float] = (-math.inf, math.inf)
+               ) -> tuple[float, float, float]:
+    """(mean, low, high): the Student-t interval for the mean, within `bounds`; low/high NaN with fewer than 2
+    values (see ablations.analyse.stats.t_interval)."""
+    return stats.t_interval(_finite(values), confidence, bounds)
 
 
 def welch_test(a, b) -> tuple[float, str]:
@@ -205,8 +232,9 @@ def normalise(score, chance, baseline, higher_is_better=True):
 
 
 # --------------------------------------------------------------------------------------------------- cells
-def _verdict(variant: str, baseline: str, n_eff: int, n_bad: int, norm_mean: float, delta: float,
-             p_holm: float, higher: bool, alpha: float, broken_below: float) -> str:
+def _verdict(variant: str, baseline: str, n_eff: int, n_base: int, n_bad: int, norm_mean: float, delta: float,
+             p_holm: float, higher: bool, eq_low: float, eq_high: float, alpha: float, broken_below: float,
+             margin: float) -> str:
     if n_eff == 0:
         return "no data"
     broken = n_bad > n_eff / 2 or (math.isfinite(norm_mean) and norm_mean < broken_below)
@@ -214,14 +242,26 @@ def _verdict(variant: str, baseline: str, n_eff: int, n_bad: int, norm_mean: flo
         return "broken" if n_bad > n_eff / 2 else "baseline"
     if broken:
         return "broken"
+    if n_eff < 2 or n_base < 2:
+        return "untested"
+    # TOST (Schuirmann 1987) at alpha: the (1 - 2 alpha) interval of the normalised difference inside the margin.
+    # It comes first: a difference shown to lie within the margin is negligible even when it is also significant.
+    if math.isfinite(eq_low) and math.isfinite(eq_high) and -margin < eq_low and eq_high < margin:
+        return "equivalent"
     if math.isfinite(p_holm) and p_holm < alpha and math.isfinite(delta) and delta != 0:
         return "better" if (delta > 0) == higher else "worse"
-    return "no significant change"
+    return "inconclusive"
+
+
+def _normaliser(chance: float, base_mean: float, higher: bool) -> float:
+    """The chance-to-baseline range (NaN where the baseline is not above chance)."""
+    gap = (base_mean - chance) if higher else (chance - base_mean)
+    return gap if math.isfinite(gap) and gap > 0 else math.nan
 
 
 def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken_below: float = BROKEN_BELOW,
-              confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """One row per (ablation, variant, task): counts, statistics, the test against the baseline, verdict."""
+              confidence: float = CONFIDENCE, margin: float = MARGIN) -> pd.DataFrame:
+    """One row per (ablation, variant, task): counts, statistics, the tests against the baseline, verdict."""
     if "effective" not in runs.columns:
         runs = clean_runs(runs)
     rows = []
@@ -233,29 +273,45 @@ def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken
             status = cell["status"].value_counts()
             counts = {s: int(status.get(s, 0)) for s in ("ok", "diverged", "pruned", "failed")}
             effective = _finite(cell["effective"])
-            mean, low, high = t_interval(effective, confidence)
+            metric = cell["metric"].iloc[0]
+            bounds = stats.metric_bounds(metric)
+            mean, low, high = stats.t_interval(effective, confidence, bounds)
             higher = bool(cell["higher_is_better"].iloc[0])
             chance = float(cell["chance"].dropna().iloc[0]) if cell["chance"].notna().any() else math.nan
-            norm = normalise(effective, chance, base_mean, higher) if len(effective) else np.array([])
-            norm_mean, norm_low, norm_high = t_interval(norm, confidence)
-            if len(norm) and not np.isfinite(norm).all():
-                norm_mean = norm_low = norm_high = math.nan
+            scale = _normaliser(chance, base_mean, higher)
+            ends = sorted(normalise(np.array([low, high]), chance, base_mean, higher))
+            norm_mean = normalise(mean, chance, base_mean, higher) if len(effective) else math.nan
+            norm_low, norm_high = ends if math.isfinite(norm_mean) else (math.nan, math.nan)
+            norm_delta = eq_low = eq_high = p_tost = math.nan
+            sd_norm = sd_norm_base = math.nan
             if variant == baseline:
                 p, note, delta = math.nan, "baseline", 0.0 if len(effective) else math.nan
             else:
                 p, note = welch_test(effective, base_eff) if len(base_eff) else (math.nan, "no baseline runs")
                 delta = mean - base_mean
+                if math.isfinite(scale) and len(effective) and len(base_eff):
+                    a = normalise(effective, chance, base_mean, higher)
+                    b = normalise(base_eff, chance, base_mean, higher)
+                    # the normalised difference is oriented (positive: better) and a difference of two values
+                    # of the metric cannot exceed its range
+                    width = (bounds[1] - bounds[0]) / scale
+                    norm_delta, eq_low, eq_high, se, df = stats.welch_interval(a, b, 1 - 2 * alpha, width)
+                    p_tost = stats.tost_p(norm_delta, se, df, margin)
+                    sd_norm = float(np.std(a, ddof=1)) if len(a) > 1 else math.nan
+                    sd_norm_base = float(np.std(b, ddof=1)) if len(b) > 1 else math.nan
             ok_scores = _finite(cell.loc[cell["status"] == "ok", "score"])
             rows.append({
                 "ablation": ablation, "variant": variant, "task": task,
-                "metric": cell["metric"].iloc[0], "higher_is_better": higher, "chance": chance,
+                "metric": metric, "higher_is_better": higher, "chance": chance,
                 "n_runs": len(cell), "n_ok": counts["ok"], "n_diverged": counts["diverged"],
                 "n_pruned": counts["pruned"], "n_failed": counts["failed"],
+                "n_eff_": len(effective), "n_base_": len(base_eff), "sd_": sd_norm, "sd_base_": sd_norm_base,
                 "mean": mean, "std": float(effective.std(ddof=1)) if len(effective) > 1 else math.nan,
                 "ci_low": low, "ci_high": high,
                 "mean_ok": float(ok_scores.mean()) if len(ok_scores) else math.nan,
                 "baseline_mean": base_mean, "delta": delta, "p_value": p, "test_note": note,
                 "norm_mean": norm_mean, "norm_ci_low": norm_low, "norm_ci_high": norm_high,
+                "norm_delta": norm_delta, "norm_delta_low": eq_low, "norm_delta_high": eq_high, "p_tost": p_tost,
                 "wall_seconds": float(cell["wall_seconds"].sum(min_count=1)),
                 "tokens_per_second": float(cell.loc[cell["status"] == "ok", "tokens_per_second"].mean()),
                 "n_params": float(cell["n_params"].median()),
@@ -263,7 +319,8 @@ def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken
     columns = ["ablation", "variant", "task", "metric", "higher_is_better", "chance", "n_runs", "n_ok",
                "n_diverged", "n_pruned", "n_failed", "mean", "std", "ci_low", "ci_high", "mean_ok",
                "baseline_mean", "delta", "p_value", "p_holm", "test_note", "norm_mean", "norm_ci_low",
-               "norm_ci_high", "verdict", "wall_seconds", "tokens_per_second", "n_params"]
+               "norm_ci_high", "norm_delta", "norm_delta_low", "norm_delta_high", "p_tost", "verdict",
+               "seeds_to_decide", "wall_seconds", "tokens_per_second", "n_params"]
     cells = pd.DataFrame(rows)
     if cells.empty:
         return pd.DataFrame(columns=columns)
@@ -271,8 +328,16 @@ def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken
     for _, index in cells.groupby("ablation", sort=False).groups.items():
         cells.loc[index, "p_holm"] = holm(cells.loc[index, "p_value"].to_numpy())
     cells["verdict"] = [
-        _verdict(r.variant, baseline, r.n_runs - r.n_pruned, r.n_diverged + r.n_failed, r.norm_mean, r.delta,
-                 r.p_holm, r.higher_is_better, alpha, broken_below) for r in cells.itertuples()]
+        _verdict(r.variant, baseline, r.n_eff_, r.n_base_, r.n_diverged + r.n_failed, r.norm_mean, r.delta,
+                 r.p_holm, r.higher_is_better, r.norm_delta_low, r.norm_delta_high, alpha, broken_below, margin)
+        for r in cells.itertuples()]
+    # How many seeds would decide an inconclusive cell, if its observed difference and spreads were the truth; the
+    # difference test at Holm's strictest level (alpha over the number of tested cells), TOST at alpha.
+    tested = max(1, int(cells["p_value"].notna().sum()))
+    needed = [(stats.seeds_to_decide(r.norm_delta, r.sd_, r.sd_base_, margin, alpha_difference=alpha / tested,
+                                     alpha_equivalence=alpha) if r.verdict == "inconclusive" else None)
+              for r in cells.itertuples()]
+    cells["seeds_to_decide"] = pd.array([pd.NA if v is None else int(v) for v in needed], dtype="Int64")
     order = _variant_order(runs, baseline)
     cells["_v"] = cells["variant"].map(order.index)
     cells = cells.sort_values(["ablation", "_v"], kind="stable").drop(columns="_v").reset_index(drop=True)
@@ -347,12 +412,72 @@ def resilience(runs: pd.DataFrame, baseline: str, *, n_boot: int = N_BOOTSTRAP, 
             "n_runs": int(own["n_runs"].sum()), "n_ok": int(own["n_ok"].sum()),
             "n_diverged": int(own["n_diverged"].sum()), "n_pruned": int(own["n_pruned"].sum()),
             "n_failed": int(own["n_failed"].sum()),
-            **{f"n_{v.replace(' ', '_')}": int(verdicts.get(v, 0)) for v in ("better", "worse", "broken",
-                                                                              "no significant change")},
+            **{f"n_{v}": int(verdicts.get(v, 0)) for v in VERDICT_COUNTS},
+            "n_resilient": int(sum(verdicts.get(v, 0) for v in RESILIENT)),
         })
     return pd.DataFrame(rows, columns=["variant", "resilience", "ci_low", "ci_high", "ci_note", "n_tasks",
                                        "tasks_undefined", "n_runs", "n_ok", "n_diverged", "n_pruned", "n_failed",
-                                       "n_better", "n_worse", "n_broken", "n_no_significant_change"])
+                                       *[f"n_{v}" for v in VERDICT_COUNTS], "n_resilient"])
+
+
+# ----------------------------------------------------------------------------------------- robust aggregates
+def normalised_runs(runs: pd.DataFrame, baseline: str, cells: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """{variant: {task: normalised effective scores of its runs}} on the tasks where the baseline beats chance
+    (each normalised by the baseline's mean on that task, as the cells are)."""
+    if "effective" not in runs.columns:
+        runs = clean_runs(runs)
+    base = cells[cells["variant"] == baseline].set_index("task")
+    tasks = [t for t in dict.fromkeys(runs["task"]) if t in base.index and math.isfinite(base.at[t, "norm_mean"])]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for variant in _variant_order(runs, baseline):
+        own = {}
+        for task in tasks:
+            row = cells[(cells["variant"] == variant) & (cells["task"] == task)]
+            values = _finite(runs.loc[(runs["variant"] == variant) & (runs["task"] == task), "effective"])
+            if row.empty or not len(values):
+                continue
+            row = row.iloc[0]
+            own[task] = np.atleast_1d(normalise(values, row["chance"], row["baseline_mean"],
+                                                bool(row["higher_is_better"])))
+        out[variant] = own
+    return out
+
+
+def robust(runs: pd.DataFrame, baseline: str, cells: pd.DataFrame, *, n_boot: int = N_BOOTSTRAP,
+           seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """One row per variant, as rliable reports (Agarwal et al. 2021, https://arxiv.org/abs/2108.13264): the IQM of
+    its normalised runs pooled over tasks, and the probability that one of its runs beats one of the baseline's on
+    the same task, each with a stratified-bootstrap percentile interval (runs resampled within tasks). Only the
+    tasks both variant and baseline ran are used; intervals need >= 2 runs of each on every such task."""
+    scores = normalised_runs(runs, baseline, cells)
+    base = scores.get(baseline, {})
+    rows = []
+    for variant, own in scores.items():
+        tasks = [t for t in own if t in base]
+        row = {"variant": variant, "n_tasks": len(tasks), "n_runs": int(sum(len(own[t]) for t in tasks)),
+               "iqm": math.nan, "iqm_low": math.nan, "iqm_high": math.nan, "p_improvement": math.nan,
+               "p_improvement_low": math.nan, "p_improvement_high": math.nan, "note": ""}
+        if not tasks:
+            row["note"] = "no task where the baseline beats chance"
+            rows.append(row)
+            continue
+        x = [own[t] for t in tasks]
+        y = [base[t] for t in tasks]
+        row["iqm"] = stats.iqm(np.concatenate(x))
+        if variant != baseline:
+            row["p_improvement"] = stats.probability_of_improvement(x, y)
+        if n_boot <= 0:
+            row["note"] = "no bootstrap"
+        elif min(len(v) for v in x + y) < 2:
+            row["note"] = "needs ≥ 2 runs per task"
+        else:
+            row["iqm_low"], row["iqm_high"] = stats.iqm_interval(x, n_boot=n_boot, confidence=confidence, seed=seed)
+            if variant != baseline:
+                row["p_improvement_low"], row["p_improvement_high"] = stats.improvement_interval(
+                    x, y, n_boot=n_boot, confidence=confidence, seed=seed)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["variant", "n_tasks", "n_runs", "iqm", "iqm_low", "iqm_high",
+                                       "p_improvement", "p_improvement_low", "p_improvement_high", "note"])
 
 
 # ----------------------------------------------------------------------------------------- optimisability
@@ -438,6 +563,9 @@ class Aggregate:
     resilience: pd.DataFrame
     optimisability: pd.DataFrame | None
     notes: list[str] = field(default_factory=list)
+    robust: pd.DataFrame | None = None
+    margin: float = MARGIN
+    n_boot: int = N_BOOTSTRAP
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -448,9 +576,12 @@ class Aggregate:
         return self.results.baseline
 
 
-def aggregate(results: ResultSet, *, n_boot: int = N_BOOTSTRAP) -> Aggregate:
+def aggregate(results: ResultSet, *, n_boot: int = N_BOOTSTRAP, margin: float | None = None) -> Aggregate:
+    """Every statistic of a result set; `margin` (default: the one it was run with, `results.margin`) is the
+    equivalence margin in normalised units."""
     runs, baseline = results.runs, results.baseline
-    cells = summarise(runs, baseline)
+    margin = results.margin if margin is None else float(margin)
+    cells = summarise(runs, baseline, margin=margin)
     table = resilience(runs, baseline, n_boot=n_boot, cells=cells)
     notes = []
     if len(runs) and baseline not in set(runs["variant"]):
@@ -461,7 +592,8 @@ def aggregate(results: ResultSet, *, n_boot: int = N_BOOTSTRAP) -> Aggregate:
                          f"chance {row.chance:.4g}): normalised scores are undefined there and the task is left "
                          f"out of resilience scores.")
     return Aggregate(results=results, cells=cells, resilience=table,
-                     optimisability=optimisability(results.trials, runs, baseline), notes=notes)
+                     optimisability=optimisability(results.trials, runs, baseline), notes=notes,
+                     robust=robust(runs, baseline, cells, n_boot=n_boot), margin=margin, n_boot=n_boot)
 
 
 def compare(a: Aggregate, b: Aggregate, labels: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -5,12 +5,14 @@ atomically, into the results directory:
 
     report.md                    findings, tables and methods; figures linked from figures/
     report.html                  the same, self-contained: figures embedded as data: URIs, inline CSS
-    figures/*.png                resilience heatmap, learning curves, cost, LR sensitivity (with trials.csv),
+    figures/*.png                resilience heatmap, performance profile, learning curves, cost, LR sensitivity
+                                 (with trials.csv),
                                  resilience in two result sets (with compare=)
     tables/*.csv, tables/*.tex   summary (per variant x task), resilience (per variant), optimisability and
                                  compare when they apply; LaTeX tables need booktabs and amssymb
 
-The statistics are in ablations/aggregate.py, whose docstring states every rule; the report repeats them.
+The statistics are in ablations/analyse/aggregate.py and ablations/analyse/stats.py, whose docstrings state every
+rule; the report's Methods section repeats them. Markdown becomes HTML through ablations/report/markup.py.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ import html
 import io
 import json
 import math
-import re
 from pathlib import Path
 
 import pandas as pd
 
 from ablations import __version__
 from ablations.analyse import aggregate as agg_mod
+from ablations.analyse import stats
 from ablations.analyse.aggregate import MARKS, Aggregate, aggregate, load
+from ablations.report.markup import inline_html, to_html
 from ablations.store.files import write_text_atomic
 
 FIGURES = {
@@ -38,6 +41,8 @@ FIGURES = {
     "lr_sensitivity": "Validation metric of each tuning trial against its learning rate",
     "cost": "Training throughput and parameter count",
     "compare_resilience": "Resilience in the two result sets",
+    "performance_profile": "Performance profile: the fraction of runs (averaged over tasks) whose normalised score "
+                           "exceeds τ, with 95% stratified-bootstrap bands",
 }
 
 
@@ -107,9 +112,26 @@ def _cell_phrase(row, *, with_p: bool = True) -> str:
     return text + ")"
 
 
+def _norm_interval(row) -> str:
+    """`Δ −0.012 [90% −0.041, 0.017]` in normalised units (the equivalence test's interval)."""
+    text = f"Δ {_signed(row['norm_delta'], 3)} normalised"
+    if pd.notna(row["norm_delta_low"]):
+        text += f", 90% CI [{_signed(row['norm_delta_low'], 3)}, {_signed(row['norm_delta_high'], 3)}]"
+    return text
+
+
+def _seeds_phrase(row) -> str:
+    n = row["seeds_to_decide"]
+    if pd.notna(n):
+        return f"about {int(n)} seeds per side would decide it at this spread"
+    if row["test_note"] == "zero variance":
+        return "every seed gave the same score: more seeds of the same runs would not decide it"
+    return f"more than {stats.MAX_SEEDS} seeds per side would be needed at this spread"
+
+
 def findings(agg: Aggregate) -> list[str]:
     """Short statements computed from the data, most affected variant first (markdown inline syntax)."""
-    cells, res, baseline = agg.cells, agg.resilience, agg.baseline
+    cells, res, baseline, margin = agg.cells, agg.resilience, agg.baseline, agg.margin
     lines: list[str] = []
     if cells.empty:
         return ["No runs in this directory yet."]
@@ -139,27 +161,31 @@ def findings(agg: Aggregate) -> list[str]:
                     else:
                         phrases.append(_cell_phrase(row))
                 clauses.append(f"{verdict} on {', '.join(phrases)}")
-        same = own[own["verdict"] == "no significant change"]
-        tested = same[same["p_holm"].notna()]
-        untested = same[same["p_holm"].isna()]
-        if len(tested):
-            clauses.append("no significant change on " + ", ".join(
-                f"{row['task']} ({_signed(row['delta'])}, {_p_eq(row['p_holm'])} Holm)"
-                for _, row in tested.iterrows()))
-        identical = untested[(untested["test_note"] == "zero variance") & (untested["delta"] == 0)]
-        untested = untested.drop(identical.index)
-        if len(identical):
-            clauses.append("no change on " + ", ".join(identical["task"]) + " (identical scores in every seed)")
-        if len(untested):
-            clauses.append("untestable on " + ", ".join(
-                f"{row['task']} ({_signed(row['delta'])} {row['metric'].replace('_', ' ')}; {row['test_note']})"
-                for _, row in untested.iterrows()))
+        rows = own[own["verdict"] == "equivalent"]
+        if len(rows):
+            clauses.append(f"equivalent within ±{margin:g} on " + ", ".join(
+                f"{row['task']} ({_norm_interval(row)}"
+                + (f"; a significant difference ({_p_eq(row['p_holm'])} Holm), but inside the margin"
+                   if pd.notna(row["p_holm"]) and row["p_holm"] < agg_mod.ALPHA else "") + ")"
+                for _, row in rows.iterrows()))
+        rows = own[own["verdict"] == "inconclusive"]
+        if len(rows):
+            clauses.append("inconclusive on " + ", ".join(
+                f"{row['task']} ({_norm_interval(row)}, {_p_eq(row['p_holm'])} Holm; {_seeds_phrase(row)})"
+                for _, row in rows.iterrows()))
+        rows = own[own["verdict"] == "untested"]
+        if len(rows):
+            clauses.append("untested on " + ", ".join(
+                f"{row['task']} ({_signed(row['delta'])} {row['metric'].replace('_', ' ')}; fewer than 2 runs on a "
+                f"side)" for _, row in rows.iterrows()))
         if pd.isna(r["resilience"]):
             score = f"resilience {r['ci_note']}"
         else:
             score = f"resilience {_num(r['resilience'], 2)}"
             score += (f" {_interval(r['ci_low'], r['ci_high'])}" if pd.notna(r["ci_low"])
                       else f" (no interval: {r['ci_note']})")
+        judged = len(own)
+        score += f"; resilient (equivalent or better) on {int(r['n_resilient'])} of {judged} task{'s' * (judged != 1)}"
         lines.append(f"**{variant}**: {'; '.join(clauses) or 'no runs'}; {score}.")
     if agg.optimisability is not None and len(agg.optimisability):
         medians = agg.optimisability.groupby("variant", sort=False)["decades"].median()
@@ -167,8 +193,14 @@ def findings(agg: Aggregate) -> list[str]:
                      + ", ".join(f"{v} {_num(d, 2)}" for v, d in medians.items()) + ".")
     n_max = int((cells["n_runs"] - cells["n_pruned"]).max())
     if n_max < 2:
-        lines.append("Every cell has a single run: no significance test is possible, so no cell can be `better` "
-                     "or `worse`; add seeds (`ablate run seed=1` appends) to test.")
+        lines.append("Every cell has a single run, so every cell is `untested`: nothing can be `better`, `worse` or "
+                     "`equivalent`; add seeds (`ablate run seed=1` appends) to test.")
+    others = cells[cells["variant"] != baseline]
+    if len(others):
+        decisive = int(others["verdict"].isin(("better", "worse", "equivalent", "broken")).sum())
+        lines.append(f"Decisive cells (better, worse, equivalent or broken): {decisive} of {len(others)} "
+                     f"non-baseline cells ({decisive / len(others):.0%}); equivalence margin ±{margin:g} of the "
+                     f"chance-to-baseline range.")
     lines.extend(agg.notes)
     return lines
 
@@ -211,6 +243,8 @@ def resilience_table(agg: Aggregate) -> pd.DataFrame:
             cell = cell.iloc[0]
             row[f"{task} ({metric[task]})"] = f"{_num(cell['norm_mean'], 2)} {MARKS.get(cell['verdict'], '')}".strip()
         row["resilience [95% CI]"] = f"{_num(r['resilience'], 2)} {_interval(r['ci_low'], r['ci_high'])}".strip()
+        row["resilient tasks (≈ or ▲)"] = ("" if r["variant"] == agg.baseline else
+                                           f"{r['n_resilient']}/{int((cells['variant'] == r['variant']).sum())}")
         row["diverged/failed runs"] = f"{r['n_diverged'] + r['n_failed']}/{r['n_runs'] - r['n_pruned']}"
         rows[r["variant"]] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
@@ -242,9 +276,33 @@ def summary_table(agg: Aggregate) -> pd.DataFrame:
             "p (Holm)": "" if r["variant"] == agg.baseline else _p(r["p_holm"]),
             "normalised [95% CI]": (f"{_num(r['norm_mean'], 2)} "
                                     f"{_interval(r['norm_ci_low'], r['norm_ci_high'])}").strip(),
+            "Δ normalised [90% CI]": "" if r["variant"] == agg.baseline else (
+                f"{_signed(r['norm_delta'])} {_interval(r['norm_delta_low'], r['norm_delta_high'], 3)}").strip(),
             "verdict": _mark(r["verdict"]),
+            "seeds to decide": "" if r["verdict"] != "inconclusive" else (
+                f"≈ {int(r['seeds_to_decide'])}" if pd.notna(r["seeds_to_decide"]) else f"> {stats.MAX_SEEDS}"
+                if r["test_note"] != "zero variance" else "—"),
         })
     return pd.DataFrame(rows).set_index("variant") if rows else pd.DataFrame()
+
+
+def robust_table(agg: Aggregate) -> pd.DataFrame | None:
+    """Formatted rliable aggregates: per variant the IQM and the probability of improvement over the baseline."""
+    table = agg.robust
+    if table is None or table.empty:
+        return None
+    rows = []
+    for _, r in table.iterrows():
+        base = r["variant"] == agg.baseline
+        rows.append({
+            "variant": r["variant"], "tasks": r["n_tasks"], "runs": r["n_runs"],
+            "IQM [95% CI]": f"{_num(r['iqm'], 2)} {_interval(r['iqm_low'], r['iqm_high'])}".strip(),
+            f"P(improvement over {agg.baseline}) [95% CI]": "" if base else (
+                f"{_num(r['p_improvement'], 2)} "
+                f"{_interval(r['p_improvement_low'], r['p_improvement_high'])}").strip(),
+            "note": r["note"],
+        })
+    return pd.DataFrame(rows).set_index("variant")
 
 
 def optimisability_table(agg: Aggregate) -> pd.DataFrame | None:
@@ -284,6 +342,7 @@ def runs_table(agg: Aggregate) -> pd.DataFrame:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _LATEX_SYMBOLS = {"▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", "✗": r"$\times$", "±": r"$\pm$",
+                  "≈": r"$\approx$", "·": r"$\cdot$",
                   "−": "$-$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "≥": r"$\geq$",
                   "—": "--", "–": "--", "…": r"\ldots{}", "<": r"$<$", ">": r"$>$"}
 
@@ -379,31 +438,61 @@ def provenance(agg: Aggregate, command: str | None = None) -> list[tuple[str, st
     ]
 
 
-METHODS = [
-    "**Effective score.** A run that diverged or failed counts as the task's chance level in every statistic "
-    "below; pruned runs (stopped by the tuner) are only counted.",
-    "**Per cell** (variant × task): mean and sample standard deviation over seeds and a 95% Student-t interval "
-    "for the mean. The test against the baseline is Welch's unequal-variance two-sided t-test; with fewer than "
-    "2 runs on either side, or zero variance on both, it is undefined (p = —) and the cell cannot be significant.",
-    "**Multiple comparisons.** P-values are Holm–Bonferroni corrected over every tested non-baseline cell of the "
-    "grid; significance means corrected p < 0.05.",
-    "**Normalised score** = (score − chance) / (baseline mean − chance), or (chance − score) / (chance − baseline "
-    "mean) for lower-is-better metrics such as bits per character: chance is 0 and the baseline's mean is 1 on "
-    "every task (undefined where the baseline is no better than chance). Its interval is a t-interval with the "
-    "baseline mean held fixed.",
-    f"**Verdict** per cell: `broken` ✗ if the mean normalised score is below {agg_mod.BROKEN_BELOW:g} or more than "
-    "half of the runs diverged or failed; otherwise `better` ▲ / `worse` ▼ if significant (in the metric's "
-    "better / worse direction); otherwise `no significant change`.",
-    "**Resilience** of a variant = mean over tasks of its normalised scores; its 95% interval is a percentile "
-    f"bootstrap ({agg_mod.N_BOOTSTRAP} replicates, fixed seed) resampling seeds within each task for the variant "
-    "and the baseline alike (the normaliser is re-estimated each time); tasks are not resampled. The interval is "
-    "given only when every task has ≥ 2 runs of both, and is left out as unstable when more than 2.5% of the "
-    "replicates resample a baseline no better than chance.",
-    "**Learning-rate tolerance** (with trials.csv): the width in decades of the contiguous learning-rate range "
-    f"around the variant's best trial whose trials reach within {agg_mod.LR_TOLERANCE:.0%} of the task's "
-    "normalised range (chance to the baseline's best trial) of that best; diverged and failed trials end the range, "
-    "pruned trials (stopped early, final value unknown) are skipped.",
-]
+def methods(agg: Aggregate) -> list[str]:
+    """The Methods section: every rule the statistics followed, with this report's margin."""
+    margin = agg.margin
+    return [
+        "**Effective score.** A run that diverged or failed counts as the task's chance level in every statistic "
+        "below; pruned runs (stopped by the tuner) are only counted.",
+        "**Per cell** (variant × task): mean and sample standard deviation over seeds and a 95% Student-t interval "
+        "for the mean, intersected with the metric's feasible range (accuracy [0, 1], bits per character ≥ 0): the "
+        "true mean lies in that range, so the intersection keeps the t-interval's coverage and never shows an "
+        "impossible value. A bootstrap over seeds is not used for cells: at 2–3 seeds its interval cannot reach "
+        "beyond the observed seeds and covers far less often than its nominal 95% (at 2 seeds about half the "
+        "time).",
+        "**Normalised score** = (score − chance) / (baseline mean − chance), or (chance − score) / (chance − baseline "
+        "mean) for lower-is-better metrics such as bits per character: chance is 0 and the baseline's mean is 1 on "
+        "every task (undefined where the baseline is no better than chance), with the baseline mean held fixed.",
+        "**Tests against the baseline.** Difference: Welch's unequal-variance two-sided t-test, Holm–Bonferroni "
+        "corrected over every tested non-baseline cell of the grid (significant: corrected p < 0.05). "
+        f"Equivalence: the two one-sided tests (TOST, Schuirmann 1987) with margin ±{margin:g} in normalised units, "
+        f"i.e. ±{margin:.0%} of the chance-to-baseline range (`report.margin`, default {stats.MARGIN:g}), each at "
+        "α = 0.05: this is the same as asking whether the 90% Welch interval of the normalised difference lies "
+        "inside (−margin, +margin) (a 95% interval would be TOST at α = 0.025). The interval is clipped to the range "
+        "a difference of the metric can take. Equivalence is judged per cell, without multiplicity correction.",
+        f"**Verdict** per cell, the first that applies: `broken` ✗ if the mean normalised score is below "
+        f"{agg_mod.BROKEN_BELOW:g} or more than half of the runs diverged or failed; `untested` · with fewer than 2 "
+        "runs on either side (nothing was tested); `equivalent` ≈ if TOST shows the difference inside the margin "
+        "(also when it is significant: a difference shown to be smaller than the margin is negligible, and the "
+        "finding says so); `better` ▲ / `worse` ▼ if the difference is significant, in the metric's better / worse "
+        "direction; otherwise `inconclusive` ?: neither an effect nor its absence is shown. Not significant is not "
+        "no effect: only `equivalent` says that a change does not matter, and only up to the margin.",
+        "**Seeds to decide** (inconclusive cells): the smallest number of seeds per side at which, if the observed "
+        "normalised difference and the observed spreads were the truth, the cell would be decided with 80% power, by "
+        "the difference test (two-sided, at α divided by the number of tested cells, Holm's strictest step) or by "
+        "TOST, whichever needs fewer. Power from the noncentral t distribution with Welch–Satterthwaite degrees of "
+        "freedom (for TOST, P(both one-sided tests reject) ≥ P(one) + P(other) − 1). Observed effects are noisy "
+        "at few seeds, so this is a rough guide, not a guarantee.",
+        "**Resilience** of a variant = mean over tasks of its normalised scores; its 95% interval is a percentile "
+        f"bootstrap ({agg.n_boot} replicates, fixed seed) resampling seeds within each task for the variant "
+        "and the baseline alike (the normaliser is re-estimated each time); tasks are not resampled. The interval is "
+        "given only when every task has ≥ 2 runs of both, and is left out as unstable when more than 2.5% of the "
+        "replicates resample a baseline no better than chance. Resilient tasks are those whose cell is `equivalent` "
+        "or `better`; `inconclusive` never counts.",
+        "**Aggregates across tasks** as rliable computes them (Agarwal et al. 2021, \"Deep Reinforcement Learning "
+        "at the Edge of the Statistical Precipice\", arXiv:2108.13264): the interquartile mean (IQM) of every normalised run of the variant, "
+        "pooled over tasks (scipy.stats.trim_mean at 25%); the probability of improvement, P(a run of the variant "
+        "scores higher than a run of the baseline on the same task) + ½ P(tie), averaged over tasks (the "
+        "Mann–Whitney U statistic over n·m); and the performance profile, the fraction of runs whose normalised "
+        "score exceeds τ, averaged over tasks. Each has a 95% stratified-bootstrap percentile interval "
+        f"(scipy.stats.bootstrap, {agg.n_boot} replicates, every task's runs resampled on their own, tasks fixed); "
+        "with 2–5 seeds per task these intervals share the bootstrap's small-sample narrowness, so read them as "
+        "descriptive.",
+        "**Learning-rate tolerance** (with trials.csv): the width in decades of the contiguous learning-rate range "
+        f"around the variant's best trial whose trials reach within {agg_mod.LR_TOLERANCE:.0%} of the task's "
+        "normalised range (chance to the baseline's best trial) of that best; diverged and failed trials end the "
+        "range, pruned trials (stopped early, final value unknown) are skipped.",
+    ]
 
 
 # ---------------------------------------------------------------------------------------- the document
@@ -450,18 +539,19 @@ class _Doc:
         for block in self.blocks:
             kind = block[0]
             if kind == "h":
-                out.append(f"<h{block[1]}>{_inline(block[2])}</h{block[1]}>")
+                out.append(f"<h{block[1]}>{inline_html(block[2])}</h{block[1]}>")
             elif kind == "p":
-                out.append(f"<p>{_inline(block[1])}</p>")
+                out.append(to_html(block[1]).strip())
             elif kind == "ul":
-                out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
+                out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in block[1]) + "</ul>")
             elif kind == "table":
                 table = _html_table(block[1])
-                out.append(f"<details><summary>{_inline(block[2])}</summary>{table}</details>" if block[2] else table)
+                out.append(f"<details><summary>{inline_html(block[2])}</summary>{table}</details>" if block[2]
+                           else table)
             elif kind == "fig":
                 data = base64.b64encode(block[1].read_bytes()).decode("ascii")
                 out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'
-                           f"<figcaption>{_inline(block[2])}</figcaption></figure>")
+                           f"<figcaption>{inline_html(block[2])}</figcaption></figure>")
         return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
                 f"</title>\n<style>{_CSS}</style></head>\n<body>\n" + "\n".join(out) + "\n</body></html>\n")
 
@@ -480,13 +570,6 @@ details summary{cursor:pointer;color:#0550ae;margin:.5em 0}
 """
 
 
-def _inline(text: str) -> str:
-    """`code` and **bold** of markdown's inline syntax, for HTML (everything else escaped)."""
-    text = html.escape(str(text))
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
-
-
 def _markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table (pandas' to_markdown needs the optional `tabulate`)."""
     def clean(value) -> str:
@@ -502,10 +585,10 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 def _html_table(frame: pd.DataFrame) -> str:
     header = ([frame.index.name] if frame.index.name else []) + list(frame.columns)
-    rows = ["<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
+    rows = ["<tr>" + "".join(f"<th>{inline_html(str(h))}</th>" for h in header) + "</tr>"]
     for index, row in frame.iterrows():
         values = ([index] if frame.index.name else []) + list(row)
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in values) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td>{inline_html(str(v))}</td>" for v in values) + "</tr>")
     return "<table>" + "".join(rows) + "</table>"
 
 
@@ -542,7 +625,8 @@ def _build(directory: Path, *, compare: Path | None = None, ablation: str | None
     jobs = [("resilience_heatmap", figures.resilience_heatmap, agg),
             ("learning_curves", figures.learning_curves, agg),
             ("lr_sensitivity", figures.lr_sensitivity, agg),
-            ("cost", figures.cost_bars, agg)]
+            ("cost", figures.cost_bars, agg),
+            ("performance_profile", figures.performance_profile, agg)]
     if other is not None:
         jobs.append(("compare_resilience", lambda a, p: figures.compare_resilience(a, other, labels, p), agg))
     for name, func, data in jobs:
@@ -559,6 +643,10 @@ def _build(directory: Path, *, compare: Path | None = None, ablation: str | None
                  tables)
     _write_table(directory, "resilience", resilience_export(agg), res_table,
                  f"{agg.results.ablation}: normalised score per task (chance 0, baseline 1) and resilience", tables)
+    rob_table = robust_table(agg)
+    if rob_table is not None:
+        _write_table(directory, "aggregates", agg.robust, rob_table,
+                     f"{agg.results.ablation}: interquartile mean and probability of improvement over tasks", tables)
     opt_table = optimisability_table(agg)
     if opt_table is not None:
         _write_table(directory, "optimisability", agg.optimisability, opt_table,
@@ -581,8 +669,12 @@ def _build(directory: Path, *, compare: Path | None = None, ablation: str | None
     if agg.results.description:
         doc.para(agg.results.description)
     doc.para(f"Baseline: `{agg.baseline}`. Does removing or changing a component hurt, on which tasks, and how "
-             "sure are we? ▲ better, ▼ worse (Welch t-test, Holm-corrected p < 0.05), ✗ broken (near chance or "
-             "mostly diverged); scores are normalised per task so that chance is 0 and the baseline is 1.")
+             "sure are we? Scores are normalised per task so that chance is 0 and the baseline is 1. Verdicts: "
+             "▲ better, ▼ worse (Welch t-test, Holm-corrected p < 0.05), ≈ equivalent (the 90% interval of the "
+             f"normalised difference lies within the margin of **±{agg.margin:g}**, i.e. ±{agg.margin:.0%} of the "
+             "chance-to-baseline range: TOST at α = 0.05; `report.margin` sets it), ? inconclusive (neither shown: "
+             "not significant is not no effect), ✗ broken (near chance or mostly diverged), · untested (fewer than "
+             "2 runs on a side).")
     doc.heading(2, "Findings")
     doc.items(found)
     if errors:
@@ -594,10 +686,21 @@ def _build(directory: Path, *, compare: Path | None = None, ablation: str | None
     doc.table(res_table)
     if "resilience_heatmap" in written_figures:
         doc.figure(written_figures["resilience_heatmap"], FIGURES["resilience_heatmap"])
+    if rob_table is not None:
+        doc.heading(2, "Aggregates across tasks")
+        doc.para("As rliable reports them (Agarwal et al. 2021): the interquartile mean of every normalised run "
+                 "pooled over tasks, robust to a single outlying task or seed, and the probability that a run of "
+                 f"the variant beats a run of `{agg.baseline}` on the same task (0.5: no difference), with 95% "
+                 "stratified-bootstrap intervals; then the performance profile.")
+        doc.table(rob_table)
+        if "performance_profile" in written_figures:
+            doc.figure(written_figures["performance_profile"], FIGURES["performance_profile"])
     doc.heading(2, "Per variant and task")
-    doc.para("Test-split metric over seeds (diverged/failed runs at chance), its 95% t-interval, the difference "
-             "to the baseline's mean, Welch's t-test against the baseline (raw and Holm-corrected p) and the "
-             "normalised score.")
+    doc.para("Test-split metric over seeds (diverged/failed runs at chance), its 95% t-interval within the metric's "
+             "range, the difference to the baseline's mean, Welch's t-test against the baseline (raw and "
+             "Holm-corrected p), the normalised score, the normalised difference with the 90% interval that the "
+             f"equivalence test compares with ±{agg.margin:g}, the verdict, and for an inconclusive cell about how "
+             "many seeds per side would decide it.")
     doc.table(summary)
     if opt_table is not None:
         doc.heading(2, "Optimisability")
@@ -623,7 +726,7 @@ def _build(directory: Path, *, compare: Path | None = None, ablation: str | None
     if "learning_curves" not in written_figures:
         doc.para("No learning curves: no run's metrics.csv was found.")
     doc.heading(2, "Methods")
-    doc.items(METHODS)
+    doc.items(methods(agg))
     doc.heading(2, "How these results were produced")
     doc.items([f"{k}: {v}" for k, v in provenance(agg, command)])
     doc.para("Tables: " + ", ".join(f"`tables/{name}`" for name in tables) + ".")
@@ -635,7 +738,7 @@ def _build(directory: Path, *, compare: Path | None = None, ablation: str | None
     for name in FIGURES:
         if name not in written_figures:
             (directory / "figures" / f"{name}.png").unlink(missing_ok=True)
-    for name in ("optimisability", "compare", "compare_cells"):
+    for name in ("aggregates", "optimisability", "compare", "compare_cells"):
         for suffix in (".csv", ".tex"):
             if f"{name}{suffix}" not in tables:
                 (directory / "tables" / f"{name}{suffix}").unlink(missing_ok=True)

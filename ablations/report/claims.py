@@ -88,7 +88,8 @@ class Evidence:
 
     def cells(self, part: str) -> pd.DataFrame:
         results = self.results(part)
-        return self._cached("cells", part, lambda: summarise(results.runs, results.baseline))
+        return self._cached("cells", part, lambda: summarise(results.runs, results.baseline,
+                                                             margin=results.margin))
 
     def trials(self, part: str) -> pd.DataFrame | None:
         return self._cached("trials", part, lambda: read_trials(self._part(part)))
@@ -448,20 +449,24 @@ MODIFICATIONS = ["rmsnorm", "rope", "swiglu", "linear_attention"]
        "The architecture is resilient: most modifications neither help nor hurt much once each is tuned fairly.",
        "components",
        "Each modification (RMSNorm, RoPE, SwiGLU, linear attention), tuned with the same budget as the baseline, "
-       "is resilient if its cell verdict is `no significant change` and its mean normalised score is within 0.05 "
-       "of the baseline's 1. Supported if at least half are resilient; not supported if fewer than a quarter "
-       "are; otherwise inconclusive.")
+       "is resilient if its cell verdict is `equivalent`: its difference to the baseline is shown (TOST, the 90% "
+       "interval) to lie within the report's margin (`report.margin`, default ±0.05 of the chance-to-baseline "
+       "range); a cell that is merely not significantly different is `inconclusive` and does not count. Supported "
+       "if at least half are resilient; not supported if fewer than a quarter are; otherwise inconclusive.")
 def resilience(evidence: Evidence) -> Verdict:
     evidence.require("components", ["baseline", *MODIFICATIONS])
     cells = evidence.cells("components")
-    table = cells[cells["variant"].isin(MODIFICATIONS)][["variant", "mean", "norm_mean", "norm_ci_low",
-                                                         "norm_ci_high", "p_holm", "verdict"]].copy()
-    table["resilient"] = (table["verdict"] == "no significant change") & ((table["norm_mean"] - 1).abs() < 0.05)
+    table = cells[cells["variant"].isin(MODIFICATIONS)][["variant", "mean", "norm_mean", "norm_delta",
+                                                         "norm_delta_low", "norm_delta_high", "p_holm",
+                                                         "verdict"]].copy()
+    table["resilient"] = table["verdict"] == "equivalent"
     share = float(table["resilient"].mean())
+    margin = evidence.results("components").margin
     verdict = "supported" if share >= 0.5 else "not supported" if share < 0.25 else "inconclusive"
     return Verdict(verdict,
-                   f"{int(table['resilient'].sum())} of {len(table)} tuned modifications neither help nor hurt "
-                   f"beyond 0.05 of the baseline.",
+                   f"{int(table['resilient'].sum())} of {len(table)} tuned modifications are shown to neither help "
+                   f"nor hurt beyond ±{margin:g} of the baseline (`equivalent`); the others: "
+                   f"{', '.join(f'{v} {x}' for v, x in zip(table['variant'], table['verdict']) if x != 'equivalent') or 'none'}.",
                    tables=[("Tuned modifications against the tuned baseline (components part)", table)],
                    figures=[(p, "Components part: normalised score per variant") for p in
                             [evidence.directory / "components" / "figures" / "resilience_heatmap.png"] if p.exists()],

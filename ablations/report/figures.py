@@ -18,11 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablations.analyse.aggregate import BROKEN_BELOW, MARKS, Aggregate, read_curves
+from ablations.analyse import stats
+from ablations.analyse.aggregate import BROKEN_BELOW, MARKS, Aggregate, normalised_runs, read_curves
 
 DPI = 120
-VERDICT_LEGEND = (f"▲ better   ▼ worse   (Welch t-test vs baseline, Holm-corrected p < 0.05)   "
-                  f"✗ broken (normalised score < {BROKEN_BELOW:g} or most runs diverged/failed)")
+
+
+def verdict_legend(margin: float) -> str:
+    """What the marks of the heatmap mean, with the equivalence margin of this report."""
+    return (f"▲ better   ▼ worse   (Welch t-test vs baseline, Holm-corrected p < 0.05)   ≈ equivalent (90% CI of "
+            f"the normalised difference within ±{margin:g}: TOST)\n? inconclusive (neither shown)   "
+            f"✗ broken (normalised score < {BROKEN_BELOW:g} or most runs diverged/failed)   "
+            f"· untested (< 2 runs on a side)")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -168,7 +175,7 @@ def resilience_heatmap(agg: Aggregate, path: Path) -> Path | None:
     ax.tick_params(axis="y", rotation=0)
     ax.set_title(f"{agg.results.ablation}: normalised score per task (chance = 0, {agg.baseline} = 1)",
                  fontsize=11)
-    figure.supxlabel(VERDICT_LEGEND, fontsize=8, color="0.25")
+    figure.supxlabel(verdict_legend(agg.margin), fontsize=8, color="0.25")
     return _save(figure, path)
 
 
@@ -356,6 +363,45 @@ def _formatter():
     from matplotlib.ticker import FuncFormatter
 
     return FuncFormatter(lambda value, _: _human(value))
+
+
+# --------------------------------------------------------------------------------- performance profile
+def performance_profile(agg: Aggregate, path: Path) -> Path | None:
+    """rliable's performance profile (Agarwal et al. 2021, https://arxiv.org/abs/2108.13264): for each threshold
+    tau of normalised score, the fraction of a variant's runs above tau (averaged over tasks), with pointwise 95%
+    stratified-bootstrap bands where every task has >= 2 runs. A curve above another is better at every level."""
+    scores = {v: t for v, t in normalised_runs(agg.runs, agg.baseline, agg.cells).items() if t}
+    if not scores:
+        return None
+    pooled = np.concatenate([np.concatenate(list(t.values())) for t in scores.values()])
+    high = max(1.2, float(np.nanmax(pooled)) + 0.05)
+    low = min(0.0, float(np.nanmin(pooled)) - 0.05)
+    taus = np.linspace(low, high, 241)
+    variants = [v for v in _variants(agg) if v in scores]
+    colours = palette(variants, agg.baseline)
+    figure = _figure(8.8, 4.6)
+    with _style():
+        ax = figure.add_subplot()
+        for variant in [v for v in variants if v != agg.baseline] + [agg.baseline] * (agg.baseline in scores):
+            tasks = list(scores[variant].values())
+            curve = stats.profile(tasks, taus)
+            is_base = variant == agg.baseline
+            ax.step(taus, curve, where="post", color=colours[variant], linewidth=2.4 if is_base else 1.6,
+                    label=variant, zorder=3 if is_base else 2)
+            if agg.n_boot > 0 and min(len(t) for t in tasks) >= 2:
+                band_low, band_high = stats.profile_band(tasks, taus, n_boot=min(agg.n_boot, 1000))
+                ax.fill_between(taus, band_low, band_high, step="post", color=colours[variant], alpha=0.15,
+                                linewidth=0)
+        ax.axvline(1.0, color="0.4", linestyle="--", linewidth=1, label=f"{agg.baseline}'s mean (1)")
+        ax.axvline(0.0, color="0.6", linestyle=":", linewidth=1, label="chance (0)")
+        ax.set_xlim(low, high)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("normalised score τ (chance 0, baseline mean 1)")
+        ax.set_ylabel("fraction of runs with score > τ")
+        ax.set_title(f"{agg.results.ablation}: performance profile over {len(agg.cells['task'].unique())} "
+                     f"task(s)", fontsize=11)
+        _legend_outside(figure, [ax], title="variant (band: 95% CI)", order=variants)
+    return _save(figure, path)
 
 
 # -------------------------------------------------------------------------------------------- compare

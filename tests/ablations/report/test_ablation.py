@@ -8,7 +8,7 @@ import pytest
 from ablations.report.ablation import build_report, latex_escape, write_report
 from tests.ablations.fixtures.synthetic import make_results, standard_spec, standard_trials
 
-FIGURES = ["resilience_heatmap", "learning_curves", "lr_sensitivity", "cost"]
+FIGURES = ["resilience_heatmap", "learning_curves", "lr_sensitivity", "cost", "performance_profile"]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_every_figure_and_table_is_written(full):
     for name in FIGURES:
         assert (directory / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert report["figures"][name] == directory / "figures" / f"{name}.png"
-    for name in ("summary", "resilience", "optimisability"):
+    for name in ("summary", "resilience", "aggregates", "optimisability"):
         assert (directory / "tables" / f"{name}.csv").exists() and (directory / "tables" / f"{name}.tex").exists()
     summary = pd.read_csv(directory / "tables" / "summary.csv")
     assert {"n_ok", "n_diverged", "n_pruned", "n_failed", "mean", "ci_low", "ci_high", "delta", "p_value",
@@ -57,14 +57,21 @@ def test_findings_are_computed_from_the_data(full):
     assert re.search(r"\*\*no_residual\*\*: worse on copy \(−0\.300 accuracy, p[=<][0-9.]+ Holm\), "
                      r"char_lm \(\+0\.600 bits per char, p[=<][0-9.]+ Holm\)", found)
     assert "**dead**: broken on copy" in found and "char_lm (normalised 0.00, 4/4 runs diverged/failed)" in found
-    assert "**same**: no significant change on" in found
+    assert re.search(r"\*\*same\*\*: equivalent within ±0\.05 on copy \(Δ \+0\.000 normalised, 90% CI "
+                     r"\[−0\.0\d\d, \+0\.0\d\d\]\)", found)
+    assert "no significant change" not in found
+    assert "Decisive cells (better, worse, equivalent or broken): 6 of 6 non-baseline cells (100%)" in found
     assert re.search(r"\*\*no_residual\*\*.*resilience 0\.\d\d \[0\.\d\d, 0\.\d\d\]", found)
     # most affected first
     assert found.index("**dead**") < found.index("**no_residual**") < found.index("**same**")
     md = report["report_md"].read_text()
     assert md.index("## Findings") < md.index("## Resilience") < md.index("## Methods")
-    for statement in ("Welch", "Holm", "Student-t", "bootstrap", "counts as the task's chance level"):
+    for statement in ("Welch", "Holm", "Student-t", "bootstrap", "counts as the task's chance level", "TOST",
+                      "90% Welch interval", "margin ±0.05", "Not significant is not no effect", "rliable",
+                      "interquartile mean", "noncentral t", "feasible range"):
         assert statement in md
+    assert md.index("## Aggregates across tasks") < md.index("## Methods")
+    assert "(figures/performance_profile.png)" in md
     assert "![" in md and "(figures/resilience_heatmap.png)" in md
 
 
@@ -80,7 +87,7 @@ def test_without_trials_or_manifest(tmp_path):
     directory = make_results(tmp_path / "abl", standard_spec(2), manifest=False)
     report = build_report(directory)
     assert report["errors"] == [] and "lr_sensitivity" not in report["figures"]
-    assert set(report["figures"]) == {"resilience_heatmap", "learning_curves", "cost"}
+    assert set(report["figures"]) == {"resilience_heatmap", "learning_curves", "cost", "performance_profile"}
     md = report["report_md"].read_text()
     assert "Optimisability" not in md and "not recorded (no manifest.json)" in md
     assert "versions" not in md.lower() or "suite 0.1.0" in md  # versions fall back to a run's result.json
@@ -123,7 +130,7 @@ def test_compare_puts_two_result_sets_side_by_side(full, tmp_path):
     line = [f for f in report["findings"] if f.startswith(f"**{labels[0]} vs {labels[1]}**")]
     assert len(line) == 1 and "no_residual" in line[0]
     html_text = report["report_html"].read_text()
-    assert len(_img_sources(html_text)) == 4 and all(s.startswith("data:") for s in _img_sources(html_text))
+    assert len(_img_sources(html_text)) == 5 and all(s.startswith("data:") for s in _img_sources(html_text))
 
     # a later report without compare= removes the comparison's figure and tables, which would be stale
     report = build_report(other)
@@ -140,8 +147,37 @@ def test_write_report_keeps_the_old_entry_point(tmp_path):
     assert path == directory / "report.md"
     text = path.read_text()
     assert "| baseline |" in text and "| no_residual |" in text and "copy (accuracy)" in text
+    assert "· untested" in text and "every cell is `untested`" in text
     assert "`ablate run x`" in text and "desc" in text
 
 
 def test_latex_escaping():
     assert latex_escape("a_b & 50% ▼") == r"a\_b \& 50\% $\blacktriangledown$"
+
+
+def test_the_margin_is_stated_and_follows_report_margin(tmp_path):
+    base = [0.9, 0.91, 0.89, 0.9]
+    spec = {("baseline", "copy"): base, ("v", "copy"): [x - 0.04 for x in base]}
+    plain = build_report(make_results(tmp_path / "a", spec))
+    assert "margin of **±0.05**" in plain["report_md"].read_text()
+    assert plain["aggregate"].cells.set_index("variant").loc["v", "verdict"] == "worse"
+    wide = build_report(make_results(tmp_path / "b", spec, overrides=["report.margin=0.1"]))
+    md = wide["report_md"].read_text()
+    assert "margin of **±0.1**" in md and "margin ±0.1 in normalised units" in md
+    assert "**v**: equivalent within ±0.1 on copy" in md and "significant difference" in md
+
+
+def test_inconclusive_cells_say_how_many_seeds_would_decide_them(tmp_path):
+    spec = {("baseline", "copy"): [0.9, 0.8, 0.85], ("v", "copy"): [0.8, 0.9, 0.7]}
+    report = build_report(make_results(tmp_path / "a", spec))
+    cell = report["aggregate"].cells.set_index("variant").loc["v"]
+    assert cell["verdict"] == "inconclusive" and cell["seeds_to_decide"] > 3
+    assert f"about {cell['seeds_to_decide']} seeds per side would decide it" in "\n".join(report["findings"])
+    assert f"| ? inconclusive | ≈ {cell['seeds_to_decide']} |" in report["report_md"].read_text()
+
+
+def test_html_renders_the_markdown_through_one_parser(full):
+    _, report = full
+    text = report["report_html"].read_text()
+    assert "<strong>no_residual</strong>" in text and "<code>baseline</code>" in text
+    assert "**" not in text and "`" not in text

@@ -140,7 +140,10 @@ def test_the_claims_report_states_rule_verdict_and_evidence(tmp_path):
     assert report["report_md"].name == "claims.md" and report["report_html"].exists()
     assert text.count("*Rule:*") == 7 and text.count("**supported**") == 7
     assert "![" in text and "figures/layer_contributions.png" in text
-    assert "<img src=\"data:image/png;base64," in report["report_html"].read_text()
+    html_text = report["report_html"].read_text()
+    assert "<img src=\"data:image/png;base64," in html_text
+    assert html_text.count("<em>Rule:</em>") == 7 and "*Claim:*" not in html_text and "*Verdict:*" not in html_text
+    assert '<a href="depth/report.md">depth</a>' in html_text  # the parts' links work in the HTML too
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ def agg(tmp_path_factory):
     return aggregate(load(directory), n_boot=200)
 
 
-@pytest.mark.parametrize("name", ["resilience_heatmap", "learning_curves", "lr_sensitivity", "cost_bars"])
+@pytest.mark.parametrize("name", ["resilience_heatmap", "learning_curves", "lr_sensitivity", "cost_bars",
+                                  "performance_profile"])
 def test_each_figure_is_a_png(agg, name, tmp_path):
     path = getattr(figures, name)(agg, tmp_path / "out" / f"{name}.png")
     assert path == tmp_path / "out" / f"{name}.png"
