@@ -51,8 +51,24 @@ def summary_line(index: int, total: int, label: str, row: dict) -> str:
     return f"[{index}/{total}] {label}: {row['status']}{extra} {shown}{speed}"
 
 
+def _interruptible(function):
+    """SIGINT and SIGTERM raise `ablations.execute.signals.Interrupted` while `function` runs (main thread): a
+    running unit is released for its redo, not recorded (see ablations/execute/signals.py)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from ablations.execute.signals import handled
+
+        with handled():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
 # --- one run -------------------------------------------------------------------------------------------------
 
+@_interruptible
 def train(overrides: list[str] = (), *, out: str | Path | None = None) -> dict:
     """Train and test one configuration; returns its result row (result.json is in its run directory)."""
     from ablations.config import compose_config, override_key, to_run_config
@@ -98,16 +114,18 @@ def _resolve(overrides: list[str], ablation, keys: set[str], *, quiet: bool) -> 
         untuned = not SweepConfig.from_dict(OmegaConf.to_container(compose_config(own).sweep, resolve=True)).tunes
         dropped = [o for o in part if override_key(o).startswith("sweep.")] if untuned else []
         if dropped:  # e.g. sweep.trials=1 for a suite whose other parts tune: it cannot make this part tune
-            if not quiet:
-                print(f"note: {' '.join(dropped)} not applied to {ablation.name}, which is not tuned "
-                      f"(sweep={ablation.sweep})", file=sys.stderr)
+            from ablations.config.secrets import redact
+
+            # Printed even with -q: it changes what runs.
+            print(f"note: {' '.join(redact(o) for o in dropped)} not applied to {ablation.name}, which is not "
+                  f"tuned (sweep={ablation.sweep})", file=sys.stderr)
             part = own
     cfg = compose_config(part)
     return part, SweepConfig.from_dict(OmegaConf.to_container(cfg.sweep, resolve=True))
 
 
 def _part(directory: Path, ablation, overrides: list[str], keys: set[str], *, quiet: bool) -> _Part:
-    from ablations.config import compose_config, to_run_config
+    from ablations.config import check_seed, compose_config, to_run_config
 
     part_overrides, sweep = _resolve(overrides, ablation, keys, quiet=quiet)
     cfg = compose_config(part_overrides)
@@ -115,6 +133,8 @@ def _part(directory: Path, ablation, overrides: list[str], keys: set[str], *, qu
         seeds = (int(cfg.seed),)
     else:
         seeds = tuple(range(sweep.seeds)) if sweep.tunes and sweep.seeds else tuple(ablation.seeds)
+    for seed in seeds:  # the ablation's own seeds too, not only seed=N: out of range is one line, now
+        check_seed(seed, f"each seed of ablation {ablation.name}")
     stack = int(getattr(to_run_config(cfg).trainer, "stack", 1))
     return _Part(directory, ablation, part_overrides, sweep, seeds, stack)
 
@@ -140,7 +160,7 @@ def _check_same_ablation(directory: Path, name: str) -> None:
 def _execute(part: _Part, tasks, started, *, quiet: bool, wait: bool = True, work: bool = True) -> bool:
     """Claim and do the part's units (with sweep.workers-1 helper processes); True when all are done. Without
     `work`, only validate, write the manifest and open the storage (for workers elsewhere to claim from)."""
-    from ablations.execute.worker import Worker, start_local_workers
+    from ablations.execute.worker import Worker, start_local_workers, stop_local_workers
     from ablations.store.directory import ResultsDir
 
     results = ResultsDir(part.directory)
@@ -167,6 +187,9 @@ def _execute(part: _Part, tasks, started, *, quiet: bool, wait: bool = True, wor
             processes = start_local_workers(worker, part.sweep.workers - 1) if part.sweep.workers > 1 else []
             try:
                 worker.run(wait=wait)
+            except BaseException:  # interrupted or crashed: the helpers stop with this process
+                stop_local_workers(processes)
+                raise
             finally:
                 for process in processes:
                     process.join()
@@ -174,6 +197,7 @@ def _execute(part: _Part, tasks, started, *, quiet: bool, wait: bool = True, wor
         return worker.finished()
 
 
+@_interruptible
 def run(overrides: list[str] = (), *, quiet: bool = True) -> Outcome:
     """Run an ablation (default: conf/ablation/default.yaml) into its results directory and write its report.
     Resumes and accumulates: what the directory already holds is kept, and only missing units run."""
@@ -220,6 +244,72 @@ def run(overrides: list[str] = (), *, quiet: bool = True) -> Outcome:
     return Outcome(out, _suite_report(out))
 
 
+@_interruptible
+def _check_worker_manifest(path: Path, manifest: dict) -> None:
+    """What `ablate worker` reads from manifest.json, checked before it is used: a missing key or a value of the
+    wrong type is one line naming the file and the key (a manifest is written by `ablate run`; one that is not
+    what it writes was damaged or written by hand)."""
+    def bad(reason: str) -> ConfigError:
+        return ConfigError(f"corrupted manifest {path}: {reason}; run the grid or sweep's `ablate run ...` again "
+                           f"to rewrite it")
+
+    ablation, overrides = manifest.get("ablation"), manifest.get("overrides")
+    if not isinstance(ablation, dict):
+        raise bad("'ablation' must be the ablation (an object)" if "ablation" in manifest
+                  else "it has no 'ablation'")
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise bad("'overrides' must be a list of overrides (strings)" if "overrides" in manifest
+                  else "it has no 'overrides'")
+    if "parts" in ablation:
+        if not isinstance(ablation["parts"], dict):
+            raise bad("'ablation.parts' must map each part to its ablation")
+        return
+    for key, kind, check in (("name", "a string", lambda v: isinstance(v, str)),
+                             ("baseline", "a string", lambda v: isinstance(v, str)),
+                             ("tasks", "a list of task names", lambda v: isinstance(v, list)
+                              and all(isinstance(t, str) for t in v)),
+                             ("seeds", "a list of integers", lambda v: isinstance(v, list)
+                              and all(isinstance(t, int) and not isinstance(t, bool) for t in v)),
+                             ("variants", "an object of variant: [overrides]", lambda v: isinstance(v, dict)
+                              and all(isinstance(o, list) and all(isinstance(x, str) for x in o)
+                                      for o in v.values())),
+                             ("overrides", "a list of overrides", lambda v: v is None or isinstance(v, list))):
+        if key not in ablation:
+            if key == "overrides":
+                continue
+            raise bad(f"'ablation.{key}' is missing")
+        if not check(ablation[key]):
+            raise bad(f"'ablation.{key}' must be {kind}, got {type(ablation[key]).__name__}")
+
+
+def _unmasked_ablation(recorded: dict, overrides: list[str], directory) -> dict:
+    """The manifest's ablation, or, when a secret in it was masked on writing (a password interpolated from the
+    environment into its file), the same ablation composed again here, with the secret from this environment."""
+    from omegaconf import OmegaConf
+
+    from ablations.config import compose_config
+    from ablations.config.secrets import has_redacted, redact_data
+
+    if not has_redacted(recorded):
+        return recorded
+    import dataclasses
+
+    from ablations.config.ablation import Ablation
+
+    composed = OmegaConf.to_container(compose_config(overrides).ablation, resolve=True)
+    if "parts" in composed or redact_data(_jsonable(dataclasses.asdict(Ablation.from_dict(composed)))) \
+            != _jsonable(recorded):
+        raise ConfigError(f"the ablation of {directory} held a secret, which is never written down, and its file "
+                          f"no longer composes to the same ablation here; run `ablate run` with the same overrides")
+    return composed
+
+
+def _jsonable(data):
+    import json
+
+    return json.loads(json.dumps(data, sort_keys=True, default=str))
+
+
 def worker(directory: str | Path, *, storage: str | None = None, quiet: bool = True) -> Outcome:
     """Join the grid or sweep of an existing results directory (another process, machine or array task): claim
     its units until none is left. The report is written by whichever worker finishes the last unit."""
@@ -227,6 +317,7 @@ def worker(directory: str | Path, *, storage: str | None = None, quiet: bool = T
 
     from ablations.config import compose_config, dedupe_overrides, override_key
     from ablations.config.ablation import Ablation
+    from ablations.config.secrets import MASK
     from ablations.store.directory import ResultsDir
 
     results = ResultsDir(directory)
@@ -234,18 +325,24 @@ def worker(directory: str | Path, *, storage: str | None = None, quiet: bool = T
     if manifest is None:
         raise ConfigError(f"{directory} has no manifest.json: start the grid or sweep with `ablate run ... "
                           f"out={directory}` first")
-    if "parts" in (manifest.get("ablation") or {}):
+    _check_worker_manifest(results.manifest_json, manifest)
+    if "parts" in manifest["ablation"]:
         parts = ", ".join(f"{directory}/{part}" for part in manifest["ablation"]["parts"])
         raise ConfigError(f"{directory} holds an ablation with parts; join one part: {parts}")
     overrides = list(manifest["overrides"])
     storage = storage or os.environ.get("ABLATE_STORAGE")
+    masked = [o for o in overrides if MASK in o]
     if storage:
         overrides.append(f"sweep.storage={storage}")
-    elif any("***@" in o for o in overrides):
+    elif any(override_key(o) == "sweep.storage" for o in masked):
         raise ConfigError("the sweep's storage URL has a password, which is never stored: pass it with "
                           "--storage URL or the ABLATE_STORAGE environment variable")
+    others = [o for o in masked if override_key(o) != "sweep.storage"]
+    if others:
+        raise ConfigError(f"the override {others[0]} of {directory} held a secret, which is never written down; "
+                          f"run `ablate run` with the same overrides and out={directory} instead of `ablate worker`")
     overrides = dedupe_overrides([*overrides, f"out={directory}"])
-    ablation = Ablation.from_dict(manifest["ablation"])
+    ablation = Ablation.from_dict(_unmasked_ablation(manifest["ablation"], overrides, directory))
     keys = {override_key(o) for o in overrides}
     tasks = (compose_config(overrides).task.name,) if "task" in keys else None
     part = _part(results.path, ablation, overrides, keys, quiet=quiet)
@@ -253,6 +350,7 @@ def worker(directory: str | Path, *, storage: str | None = None, quiet: bool = T
     return Outcome(results.path, _report(results.path) if finished else None, finished)
 
 
+@_interruptible
 def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, folder: str | Path | None = None,
            wait: bool = False, quiet: bool = True, **parameters) -> Outcome:
     """Prepare a grid or sweep (validate it, write its manifest, open its storage) without running anything
@@ -262,7 +360,7 @@ def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, 
     With `wait`, waits for the tasks and returns with the report. See README, "Sweeps on a SLURM cluster"."""
     from omegaconf import OmegaConf
 
-    from ablations.config import compose_config, config_hash, override_key
+    from ablations.config import compose_config, config_hash, hardware_elsewhere, override_key
     from ablations.config.ablation import Suite, load_ablation
     from ablations.config.secrets import redact
     from ablations.execute.cluster import submit_workers
@@ -282,11 +380,12 @@ def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, 
     results = ResultsDir(out)
     results.check_writable()
     _check_same_ablation(out, spec.name)
-    part = _part(out, spec, overrides, keys, quiet=quiet)
     command = command_line(["run", *overrides])
-    _execute(part, tasks, lambda: results.write_manifest(
-        ablation=spec, command=command, overrides=[redact(o) for o in part.overrides], config_hash=config_hash(cfg)),
-        quiet=quiet, work=False)
+    with hardware_elsewhere():  # the tasks run elsewhere: a GPU the login node lacks is not an error here
+        part = _part(out, spec, overrides, keys, quiet=quiet)
+        _execute(part, tasks, lambda: results.write_manifest(
+            ablation=spec, command=command, overrides=[redact(o) for o in part.overrides],
+            config_hash=config_hash(cfg)), quiet=quiet, work=False)
     submitted = submit_workers(_array_task, out, jobs, cluster=cluster, folder=folder, **parameters)
     if not quiet:
         print(f"submitted {len(submitted)} worker tasks for {out}: {', '.join(j.job_id for j in submitted)}",

@@ -219,14 +219,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # `ablate --debug run ...` as well as `ablate run --debug ...` (a subcommand's default would hide the first)
     args.debug = getattr(args, "debug", False) or "--debug" in argv
-    try:
-        from ablations.plugins import load_plugins, plugins_in_overrides
+    from ablations.execute.signals import Interrupted, handled
 
-        # Before anything is composed: plugins register the names that configs are validated against.
-        load_plugins(plugins_in_overrides(getattr(args, "overrides", None) or []))
-        status = args.func(args)
-        sys.stdout.flush()  # here, not at exit: a reader that went away is then a BrokenPipeError caught below
-        return status
+    try:
+        # SIGINT and SIGTERM raise `Interrupted` wherever the command is, training included (see signals.py).
+        with handled():
+            from ablations.plugins import load_plugins, plugins_in_overrides
+
+            # Before anything is composed: plugins register the names that configs are validated against.
+            load_plugins(plugins_in_overrides(getattr(args, "overrides", None) or []))
+            status = args.func(args)
+            sys.stdout.flush()  # here, not at exit: a reader that went away is a BrokenPipeError caught below
+            return status
+    except Interrupted as interrupted:  # nothing running was recorded: the same command resumes
+        print(interrupted.message, file=sys.stderr)
+        return interrupted.status
     except BrokenPipeError:
         if not _stdout_closed():  # another pipe (a worker process's, say) broke: a real error
             raise
@@ -240,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ablate: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a Ctrl-C outside `handled()` (its handler was replaced by someone else's)
         print("ablate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
 

@@ -5,7 +5,10 @@ A plugin is a Python module that registers classes with the same decorators the 
 decides which modules to import, and when:
 - every entry point of the group `ablate.plugins` of the installed packages (`pip install` a plugin package);
 - the modules named by the `plugins=[a.b,c]` config key or the `ABLATE_PLUGINS` environment variable
-  (comma-separated), importable from the working directory (which is put on `sys.path`, as `python -m` does).
+  (comma-separated), importable from the working directory or the installed packages. Only the named modules
+  (their top-level package) are found in the working directory: it is not put on `sys.path`, so a stray file
+  there (a `seaborn.py`, say) can never replace an installed module for the rest of the process, and a named
+  plugin whose file would shadow an installed module of the same name is refused.
 
 Why two rules for failures: an installed plugin that breaks must not take the suite down with it (it may be
 unrelated to what you are doing), so it is one warning line naming it and its error; a module you named on the
@@ -16,9 +19,12 @@ Each module is imported once per process; the registries remember which plugin r
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import models.registry
 from models.errors import ConfigError
@@ -28,6 +34,55 @@ ENV = "ABLATE_PLUGINS"
 
 _entry_points_loaded = False
 _loaded: dict[str, str] = {}  # module name -> plugin label, for every plugin imported in this process
+
+
+class _NamedInDirectory(importlib.abc.MetaPathFinder):
+    """Finds the named top-level modules, and only those, in one directory (the working directory when they were
+    named): what `sys.path.insert(0, cwd)` would do for them, without it doing so for every other module."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.names: set[str] = set()
+
+    def find_spec(self, fullname, path=None, target=None):
+        if path is not None or fullname not in self.names:
+            return None
+        return importlib.machinery.PathFinder.find_spec(fullname, [self.directory])
+
+
+_finders: dict[str, _NamedInDirectory] = {}
+
+
+def _local_spec(top: str, directory: str):
+    return importlib.machinery.PathFinder.find_spec(top, [directory])
+
+
+def _installed_spec(top: str, directory: str):
+    """The spec an import of `top` finds outside `directory` (built-in, frozen or on sys.path), or None."""
+    for finder in (importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter):
+        spec = finder.find_spec(top)
+        if spec is not None:
+            return spec
+    here = Path(directory).resolve()
+    paths = [p for p in sys.path if Path(p or ".").resolve() != here]
+    return importlib.machinery.PathFinder.find_spec(top, paths)
+
+
+def _allow_from_directory(module: str, directory: str) -> None:
+    """Let `module`'s top-level package be imported from `directory` when it is there, and only it."""
+    top = module.split(".", 1)[0]
+    if top in sys.modules or _local_spec(top, directory) is None:
+        return
+    installed = _installed_spec(top, directory)
+    if installed is not None:
+        where = installed.origin or (list(installed.submodule_search_locations or []) or ["?"])[0]
+        raise ConfigError(f"plugin '{module}': {Path(directory) / top} would shadow the installed module '{top}' "
+                          f"({where}); rename your file, since the suite imports the installed one")
+    finder = _finders.get(directory)
+    if finder is None:
+        finder = _finders[directory] = _NamedInDirectory(directory)
+        sys.meta_path.insert(0, finder)
+    finder.names.add(top)
 
 
 def loaded() -> dict[str, str]:
@@ -84,11 +139,15 @@ def load_plugins(named=None) -> None:
     """Load the installed entry points, then the named modules (see the module docstring for the rules)."""
     load_entry_points()
     names = named_plugins(named)
-    if names and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     for module in names:
         if module.endswith(".py"):
             raise ConfigError(f"plugin '{module}': name the module, not the file (plugins=[{module[:-3]}])")
+        if module in _loaded:
+            continue
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ConfigError(f"plugin '{module}' is not a module name; name a module such as my_attention or "
+                              f"package.module")
+        _allow_from_directory(module, os.getcwd())
         try:
             _import(module, module)
         except ConfigError as error:

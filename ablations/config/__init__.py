@@ -8,6 +8,8 @@ what the config hash is computed from.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
 import hashlib
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import ablations.config.secrets  # noqa: F401  (installs the redaction of every ConfigError message)
 from models.errors import ConfigError
 from models.registry import closest
 
@@ -83,7 +86,12 @@ def ablation_description(name: str) -> str:
     description = data.get("description") if isinstance(data, dict) and "defaults" not in data else None
     if isinstance(description, str) and "${" not in description:
         return description
-    return compose_config([f"ablation={name}"]).ablation.description
+    try:
+        return compose_config([f"ablation={name}"]).ablation.description
+    except ConfigError as error:  # a listing shows every ablation; a broken file is said, not fatal to the list
+        if not str(error).startswith("invalid YAML"):
+            raise
+        return f"(cannot be used: {error})"
 
 
 def _strict(cls, section: str, values: dict):
@@ -151,6 +159,19 @@ class TrainerConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """`report:` of conf/config.yaml: how the report judges cells. Not part of a run (nor of its hash)."""
+
+    margin: float = 0.05  # equivalence margin, a fraction of the chance-to-baseline range (ablations/analyse/stats.py)
+
+    def __post_init__(self):
+        _check_number("report", "margin", self.margin, positive=True)
+        if self.margin >= 1:
+            raise ConfigError(f"report.margin must be below 1 (a fraction of the chance-to-baseline range), "
+                              f"got {self.margin!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one run depends on, as plain values."""
 
@@ -185,9 +206,13 @@ def parse_overrides(overrides: list[str]):
         try:
             parsed.extend(parser.parse_overrides([text]))
         except HydraException as error:
+            from ablations.config.secrets import override_secrets, redact
+
             lines = [line.strip() for line in str(error).splitlines() if line.strip()]
             reason = next((line for line in lines[1:] if not line.startswith("See ")), "cannot parse")
-            raise ConfigError(f"malformed override '{text}': {reason}; expected key=value, "
+            if override_secrets(text) or redact(text) != text:  # the parser's reason may quote any piece of it
+                reason = "cannot parse it (the parser's message is not shown: the override holds a secret)"
+            raise ConfigError(f"malformed override '{redact(text)}': {reason}; expected key=value, "
                               f"e.g. model.residual=none") from None
     return parsed
 
@@ -277,10 +302,40 @@ def _compose_uncached(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
             return compose(config_name="config", overrides=search + list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
+        from ablations.config.secrets import redact, scrub
+
+        yaml_error = _yaml_error(error)
+        if yaml_error is not None:
+            raise yaml_error from None
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise ConfigError(f"invalid overrides {' '.join(overrides)}: {first.strip()}") from None
+        raise ConfigError(scrub(f"invalid overrides {' '.join(redact(o) for o in overrides)}: {first.strip()}",
+                                overrides)) from None
+    except Exception as error:  # noqa: BLE001  (a YAML error in a config file, from deep inside Hydra)
+        yaml_error = _yaml_error(error)
+        if yaml_error is None:
+            raise
+        raise yaml_error from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def _yaml_error(error: BaseException) -> ConfigError | None:
+    """A YAML syntax error, or a tag no safe loader constructs (`!!python/object/...`: no code runs), in a config
+    file (ours or `$ABLATE_CONFIG_DIR`'s), as one line naming the file, the line and the problem; None when
+    `error` is not one."""
+    import yaml
+
+    seen = 0
+    while error is not None and not isinstance(error, yaml.YAMLError) and seen < 10:
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    if not isinstance(error, yaml.YAMLError):
+        return None
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}" if mark is not None else "a config file"
+    problem = " ".join(str(getattr(error, "problem", None) or error).split())
+    if isinstance(error, yaml.constructor.ConstructorError) and "tag" in problem:
+        problem += " (config files are plain YAML: tags such as !!python/... are refused, and nothing was run)"
+    return ConfigError(f"invalid YAML in {where}: {problem}")
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -294,10 +349,24 @@ def compose_config(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"unknown size '{cfg.size}' for task {cfg.task.name}{closest(str(cfg.size), cfg.sizes)}; "
                           f"valid: {', '.join(cfg.sizes)}")
     preset = [str(o) for o in cfg.sizes[cfg.size]]
-    if not preset:
-        return cfg
-    _check_overrides(preset + list(overrides))
-    return _compose(preset + list(overrides))
+    if preset:
+        _check_overrides(preset + list(overrides))
+        cfg = _compose(preset + list(overrides))
+    _check_resolves(cfg)
+    return cfg
+
+
+def _check_resolves(cfg: DictConfig) -> None:
+    """Every interpolation resolves (`${oc.env:PGPASS}` with PGPASS unset is one line naming the key, not a
+    traceback wherever the value is first read)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise ConfigError(f"cannot resolve {key or 'the config'}: {first}") from None
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
@@ -307,22 +376,76 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
     from tasks import TASKS
 
     data = OmegaConf.to_container(cfg, resolve=True)
-    expected = {"model", "task", "optim", "trainer", "seed", "out", "sweep", "ablation", "size", "sizes", "plugins"}
+    expected = {"model", "task", "optim", "trainer", "seed", "out", "sweep", "ablation", "size", "sizes", "plugins",
+                "report"}
     for key in data:
         if key not in expected:
             raise ConfigError(f"unknown config key '{key}'{closest(key, expected)}; valid: {', '.join(sorted(expected))}")
+    _strict(ReportConfig, "report", data.get("report") or {})  # checked here, used only by the report
     # Plugins register names that the model and task below are checked against; loading here (once per process)
     # also covers worker processes, which compose from the saved overrides.
     load_plugins(data.get("plugins"))
     seed = data["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
     task_values = dict(data["task"])
     name = task_values.pop("name")
     TASKS.get(name)(**task_values)  # validates the task parameters
+    trainer = _strict(TrainerConfig, "trainer", data["trainer"])
+    if _CHECK_HARDWARE.get():
+        check_hardware(trainer)
     return RunConfig(model=ModelConfig.from_dict(data["model"]), task=dict(data["task"]),
-                     optim=_strict(OptimConfig, "optim", data["optim"]),
-                     trainer=_strict(TrainerConfig, "trainer", data["trainer"]), seed=seed)
+                     optim=_strict(OptimConfig, "optim", data["optim"]), trainer=trainer, seed=seed)
+
+
+#: The largest seed: what `numpy.random.seed` and Lightning's `seed_everything` accept (2^32 - 1).
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, what: str = "seed") -> None:
+    """A seed is an integer in 0 .. 2^32-1 (numpy's and Lightning's seeding range): anything else is one line."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{what} must be a non-negative integer up to {MAX_SEED} (2^32-1, numpy's seeding "
+                          f"range), got {seed!r}")
+
+
+_CHECK_HARDWARE = contextvars.ContextVar("check_hardware", default=True)
+
+
+@contextlib.contextmanager
+def hardware_elsewhere():
+    """Validate configs without checking that their accelerator is present on this machine: for preparing work
+    that other machines do (`api.submit` from a login node without GPUs)."""
+    token = _CHECK_HARDWARE.set(False)
+    try:
+        yield
+    finally:
+        _CHECK_HARDWARE.reset(token)
+
+
+def check_hardware(trainer: TrainerConfig) -> None:
+    """An accelerator that this machine does not have (or fewer GPUs than `trainer.devices`) is known before any
+    work: one line, not a crash of every run."""
+    accelerator = trainer.accelerator
+    if accelerator not in ("gpu", "cuda", "mps"):
+        return
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if accelerator == "mps" or (accelerator == "gpu" and not cuda and mps):
+        if not mps:
+            raise ConfigError("trainer.accelerator=mps but this machine has no Apple GPU (MPS) available; "
+                              "valid here: auto, cpu")
+        count, kind = 1, "MPS device"
+    else:
+        if not cuda:
+            raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no GPU "
+                              f"(torch.cuda.is_available() is False, torch {torch.__version__}); valid here: "
+                              f"auto (the CPU when there is no GPU), cpu")
+        count, kind = cuda, "CUDA GPU"
+    if trainer.devices > count:
+        raise ConfigError(f"trainer.devices={trainer.devices} but this machine has {count} {kind}"
+                          f"{'s' if count != 1 else ''}; valid: 1..{count}")
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -8,10 +8,26 @@ seed, then the variant's own overrides (they define it). `cell_overrides` builds
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from models.errors import ConfigError
 from tasks import TASKS
+
+#: A name that becomes a folder (`<out>/runs/<variant>/<task>/`, `<out>/<part>/`, `results/<ablation>`) and a part
+#: of a study name: letters, digits and `_ . + -`, not starting with a dot (no `..`, no hidden folder), no
+#: separators or NUL bytes, at most 100 characters.
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")
+VALID_NAME = "letters, digits and _ . + - (not starting with . or -, no / or .., at most 100 characters)"
+
+
+def check_name(kind: str, name, where: str = "") -> str:
+    """`name` if it may become a folder name; else a one-line `ConfigError` saying what a valid one is."""
+    text = name if isinstance(name, str) else str(name)
+    if isinstance(name, bool) or name is None or not NAME.fullmatch(text) or ".." in text:
+        raise ConfigError(f"{where}{kind} name {text!r} cannot be used: it becomes a folder name; valid names are "
+                          f"{VALID_NAME}, e.g. no_residual")
+    return text
 
 
 @dataclass(frozen=True)
@@ -49,7 +65,7 @@ class Ablation:
         if missing:
             raise ConfigError(f"ablation {data.get('name', '?')} needs 'ablation.{missing[0]}'; required: "
                               f"name, baseline, tasks, seeds, variants")
-        name = str(data["name"])
+        name = check_name("ablation", data["name"])
         tasks, seeds, variants = data["tasks"], data["seeds"], data["variants"]
         if not _is_list(tasks) or not _is_list(seeds):
             raise ConfigError(f"ablation {name}: tasks and seeds must be lists, e.g. tasks: [copy] seeds: [0]")
@@ -57,6 +73,7 @@ class Ablation:
             raise ConfigError(f"ablation {name}: variants must map each name to a list of overrides, "
                               f"e.g. no_residual: [model.residual=none]")
         for variant, overrides in variants.items():
+            check_name("variant", variant, f"ablation {name}: ")
             if overrides is not None and (not _is_list(overrides) or not all(isinstance(o, str) for o in overrides)):
                 raise ConfigError(f"ablation {name}: variant '{variant}' must be a list of overrides, "
                                   f"e.g. [model.residual=none], got {overrides!r}")
@@ -68,6 +85,7 @@ class Ablation:
             raise ConfigError(f"ablation {name}: baseline '{ablation.baseline}' is not one of its "
                               f"variants; valid: {', '.join(ablation.variants)}")
         for task in ablation.tasks:
+            check_name("task", task, f"ablation {name}: ")
             TASKS.get(task)
         for seed in ablation.seeds:
             if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -110,6 +128,8 @@ class Suite:
             raise ConfigError(f"unknown key 'ablation.{unknown[0]}' in an ablation with parts; valid: "
                               f"{', '.join('ablation.' + k for k in known)}")
         name = str(data.get("name") or "")
+        if name:
+            check_name("ablation", name)
         parts = data.get("parts")
         if not name or not hasattr(parts, "items") or not parts:
             raise ConfigError(f"ablation {name or '?'}: `parts` must map each part's name to an ablation (baseline, "
@@ -119,6 +139,7 @@ class Suite:
             raise ConfigError(f"ablation {name}: unknown report '{report}'; valid: {', '.join(SUITE_REPORTS)}")
         built = {}
         for part, spec in parts.items():
+            check_name("part", part, f"ablation {name}: ")
             if not hasattr(spec, "items"):
                 raise ConfigError(f"ablation {name}: part '{part}' must be an ablation (baseline, tasks, seeds, "
                                   f"variants)")

@@ -3,7 +3,8 @@
 It is deliberately thin: cross-entropy on the task's targets (positions marked IGNORE are not scored),
 AdamW with warmup and cosine decay, and exact validation metrics accumulated over the whole split. Divergence
 is data, not a crash: a non-finite or runaway training loss stops the run and is recorded (`diverged_step`).
-The loss is inspected only every `log_every` steps, so there is no host sync on the other steps.
+The loss is inspected only every `log_every` steps and at the last one, so there is no host sync on the other
+steps; a validation or test loss that is not finite at the end also makes the run `diverged` (`run.train`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,17 @@ class Divergence:
         self.last_finite_loss = value
         return False
 
+    def mark(self, step: int) -> None:
+        """Record a divergence found after training (a non-finite validation or test loss at the end)."""
+        if self.diverged_step is None:
+            self.diverged_step = step
+
+    @staticmethod
+    def due(step: int, check_every: int, max_steps: int) -> bool:
+        """Whether the loss of update `step` (0-based) is checked: every `check_every` steps, and the last one,
+        so that a run cannot blow up between its last check and its end unseen."""
+        return step % check_every == 0 or step == max_steps - 1
+
 
 class AblationModule(pl.LightningModule):
     def __init__(self, model: torch.nn.Module, optim, max_steps: int, check_every: int, divergence_factor: float):
@@ -96,9 +108,11 @@ class AblationModule(pl.LightningModule):
         inputs, targets = batch
         loss_sum, _, count = batch_scores(self.model(inputs), targets)
         loss = loss_sum / count.clamp_min(1)
-        if self.global_step % self.check_every == 0:
-            self._check_divergence(loss.item())  # the only host sync, every `check_every` steps
-            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
+        step = self.global_step
+        if Divergence.due(step, self.check_every, self.max_steps):
+            self._check_divergence(loss.item())  # the only host sync, every `check_every` steps and the last
+            if step % self.check_every == 0:
+                self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
             if self.diverged_step is not None:
                 return None  # skip the update: Lightning ends the fit at the next check
         return loss

@@ -7,7 +7,9 @@ work) raises.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import platform
 import time
 import traceback
@@ -22,7 +24,8 @@ from optuna.exceptions import TrialPruned
 from ablations import __version__
 from ablations.config import RunConfig
 from ablations.execute.diagnostics import Diagnostics
-from ablations.execute.module import AblationModule, evaluate
+from ablations.execute.module import AblationModule, Divergence, evaluate
+from ablations.execute.signals import Interrupted
 from ablations.store.files import write_json_atomic
 from models import build_model
 from tasks import TASKS
@@ -62,54 +65,138 @@ def build(cfg: RunConfig):
 def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", callbacks=()) -> dict:
     """Train and test one configuration; write `result.json` in `run_dir`; return the result row.
     `callbacks` are extra Lightning callbacks (a sweep's pruning callback); one that raises
-    `optuna.TrialPruned` ends the run with status `pruned`."""
+    `optuna.TrialPruned` ends the run with status `pruned`.
+
+    Everything the run does is inside one guard: building the model and the data (an allocation that fails),
+    the Trainer, the fit, the test and the diagnostics; any error ends the run `failed` with its message kept
+    (and the traceback in error.txt), never the grid. An interruption (`signals.Interrupted`) is not a result:
+    the partial log is removed and the exception goes on, so that the unit is redone on resume."""
     run_dir = Path(run_dir)
+    created = new_folders(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.csv").unlink(missing_ok=True)  # a rerun must not append to an earlier run's log
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    task, model = build(cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    data = TaskDataModule(task, cfg.optim.batch_size, cfg.seed, cfg.trainer.eval_batch_size)
-    module = AblationModule(model, cfg.optim, cfg.trainer.max_steps, cfg.trainer.log_every,
-                            cfg.trainer.divergence_factor)
+    task = TASKS.get(cfg.task["name"])(**{k: v for k, v in cfg.task.items() if k != "name"})  # validated already
     accelerator, precision = resolve_hardware(cfg.trainer.accelerator, cfg.trainer.precision)
-    callbacks = list(callbacks)
-    diagnostics = None
-    if cfg.trainer.diagnostics_every:
-        diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs)
-        callbacks.append(diagnostics)
-    trainer = pl.Trainer(
-        max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
-        strategy=cfg.trainer.strategy,
-        precision=precision, logger=CSVLogger(str(run_dir), name="", version=""),
-        val_check_interval=cfg.trainer.val_every, check_val_every_n_epoch=None,
-        log_every_n_steps=cfg.trainer.log_every, num_sanity_val_steps=0, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, deterministic=not torch.cuda.is_available(),
-        callbacks=callbacks)
-    status, error, metrics = "ok", "", {}
+    status, error, metrics, val = "ok", "", {}, {}
+    model = module = trainer = data = None
+    n_params = seq_len = None
     start = time.perf_counter()
+    wall = 0.0
     try:
-        trainer.fit(module, datamodule=data)
-    except TrialPruned as exc:
-        status, error = "pruned", str(exc)
-    except Exception as exc:  # a crash inside training is a result, with its message kept
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        (run_dir / "error.txt").write_text(traceback.format_exc())
-    wall = time.perf_counter() - start
-    if module.diverged_step is not None and status in ("ok", "failed"):
-        status = "diverged"  # an error after the loss blew up (non-finite activations) is the divergence's doing
-    if not trainer.is_global_zero:  # other ranks of a distributed run: rank 0 tests and writes the result
-        return {}
-    if diagnostics is not None:  # also for diverged, pruned and failed runs: how they got there is the point
-        diagnostics.write(run_dir, run_dir / "metrics.csv")
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    if status == "ok":
-        device = next(model.parameters()).device
-        metrics = evaluate(model, OrderedBatches(data.split("test"), cfg.trainer.eval_batch_size), device)
+        try:
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            task, model = build(cfg)
+            n_params = sum(p.numel() for p in model.parameters())
+            data = TaskDataModule(task, cfg.optim.batch_size, cfg.seed, cfg.trainer.eval_batch_size)
+            seq_len = data.split("train").inputs.shape[1]
+            module = AblationModule(model, cfg.optim, cfg.trainer.max_steps, cfg.trainer.log_every,
+                                    cfg.trainer.divergence_factor)
+            callbacks = list(callbacks)
+            diagnostics = None
+            if cfg.trainer.diagnostics_every:
+                diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs)
+                callbacks.append(diagnostics)
+            trainer = pl.Trainer(
+                max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
+                strategy=cfg.trainer.strategy,
+                precision=precision, logger=CSVLogger(str(run_dir), name="", version=""),
+                val_check_interval=cfg.trainer.val_every, check_val_every_n_epoch=None,
+                log_every_n_steps=cfg.trainer.log_every, num_sanity_val_steps=0, enable_progress_bar=False,
+                enable_model_summary=False, enable_checkpointing=False, deterministic=not torch.cuda.is_available(),
+                callbacks=callbacks)
+            try:
+                trainer.fit(module, datamodule=data)
+            except TrialPruned as exc:
+                status, error = "pruned", str(exc)
+            except Exception as exc:  # a crash inside training is a result, with its message kept
+                status, error = "failed", f"{type(exc).__name__}: {exc}"
+                (run_dir / "error.txt").write_text(traceback.format_exc())
+            wall = time.perf_counter() - start
+            if module.diverged_step is not None and status in ("ok", "failed"):
+                status = "diverged"  # an error after the loss blew up (non-finite activations) is its doing
+            if not trainer.is_global_zero:  # other ranks of a distributed run: rank 0 tests and writes the result
+                return {}
+            val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            if diagnostics is not None:  # also for diverged, pruned and failed runs: how they got there is the point
+                diagnostics.write(run_dir, run_dir / "metrics.csv")
+            if status == "ok":
+                device = next(model.parameters()).device
+                metrics = evaluate(model, OrderedBatches(data.split("test"), cfg.trainer.eval_batch_size), device)
+                status = final_check(module.divergence, trainer.global_step, val, metrics)
+                if status == "diverged":
+                    metrics = {}
+        except Exception as exc:  # a crash anywhere else in the run (building, testing) is a result too
+            status, error, metrics = "failed", f"{type(exc).__name__}: {exc}", {}
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+            if trainer is not None and not trainer.is_global_zero:
+                return {}
+    except Interrupted:
+        remove_partial_run(run_dir, created)
+        raise
+    wall = wall or time.perf_counter() - start
+    if n_params is None:
+        n_params = count_params(cfg)
+    divergence = module.divergence if module is not None else Divergence(cfg.trainer.divergence_factor)
+    if divergence.diverged_step is not None and status == "failed":
+        status = "diverged"  # as above: a later error of a run whose loss had blown up
     return finish_run(cfg, run_dir, task=task, variant=variant, ablation=ablation, status=status, error=error,
-                      steps=trainer.global_step, val=val, test_metrics=metrics, divergence=module.divergence,
-                      wall=wall, n_params=n_params, seq_len=data.split("train").inputs.shape[1],
-                      accelerator=accelerator, precision=precision, world_size=trainer.world_size)
+                      steps=trainer.global_step if trainer is not None else 0, val=finite_only(val),
+                      test_metrics=metrics, divergence=divergence, wall=wall, n_params=n_params, seq_len=seq_len,
+                      accelerator=accelerator, precision=precision,
+                      world_size=trainer.world_size if trainer is not None else 1)
+
+
+def count_params(cfg: RunConfig) -> int | None:
+    """The parameter count of a model that could not be allocated, from a build on the meta device (no memory)."""
+    try:
+        with torch.device("meta"):
+            _, model = build(cfg)
+        return sum(p.numel() for p in model.parameters())
+    except Exception:  # noqa: BLE001 - a component that cannot be built without data: the count is unknown
+        return None
+
+
+def finite_only(values: dict) -> dict:
+    """Metrics with non-finite values left out (a diverged run keeps its last finite figures)."""
+    return {k: v for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+def final_check(divergence: Divergence, steps: int, val: dict, test_metrics: dict) -> str:
+    """The divergence check at the very end: a run that trained to the end but whose last validation or test
+    loss is not finite (the last updates blew it up between two checks) diverged after its last step."""
+    losses = [val.get("val/loss"), test_metrics.get("loss")]
+    if any(v is not None and not math.isfinite(v) for v in losses):
+        divergence.mark(steps)
+        return "diverged"
+    return "ok"
+
+
+#: The files a run writes in its directory while it trains (the Lightning CSV log); result.json, error.txt and
+#: diagnostics.csv are written only when it ends.
+PARTIAL_FILES = ("metrics.csv", "hparams.yaml")
+
+
+def new_folders(run_dir: Path) -> list[Path]:
+    """The folders that creating `run_dir` would make, innermost first."""
+    folders, folder = [], Path(run_dir)
+    while not folder.exists() and folder.parent != folder:
+        folders.append(folder)
+        folder = folder.parent
+    return folders
+
+
+def remove_partial_run(run_dir: Path, created: list[Path]) -> None:
+    """What an interrupted run leaves is not a result: its partial log goes, and so do the folders this run
+    created (`new_folders`, before it made them), as far as they are empty."""
+    run_dir = Path(run_dir)
+    for name in PARTIAL_FILES:
+        with contextlib.suppress(OSError):
+            (run_dir / name).unlink(missing_ok=True)
+    for folder in created:
+        try:
+            folder.rmdir()  # only when empty (another run may have made its own folder there meanwhile)
+        except OSError:
+            break
 
 
 def finish_run(cfg: RunConfig, run_dir: Path, *, task, variant: str, ablation: str, status: str, error: str,
@@ -126,7 +213,7 @@ def finish_run(cfg: RunConfig, run_dir: Path, *, task, variant: str, ablation: s
         "test_loss": test_metrics.get("loss"), "steps": steps, "diverged_step": divergence.diverged_step,
         "wall_seconds": round(wall, 3), "n_params": n_params,
         "tokens_per_second": (round(steps * cfg.optim.batch_size * world_size * seq_len / wall, 1)
-                              if wall > 0 else None),
+                              if wall > 0 and seq_len else None),
         "config_hash": cfg.hash(), "run_dir": str(run_dir), "error": error,
     }
     result = dict(row, config=cfg.to_dict(), last_finite_train_loss=divergence.last_finite_loss,

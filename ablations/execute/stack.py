@@ -73,10 +73,12 @@ from lightning.pytorch.loggers import CSVLogger
 from optuna.exceptions import TrialPruned
 from torch.func import functional_call, stack_module_state, vmap
 
-from ablations.config import RunConfig
+from ablations.config import MAX_SEED, RunConfig
 from ablations.execute.diagnostics import Diagnostics
 from ablations.execute.module import BETAS, Divergence, batch_scores, evaluate, lr_factor
-from ablations.execute.run import build, finish_run, resolve_hardware
+from ablations.execute.run import (build, count_params, final_check, finish_run, finite_only, new_folders,
+                                  remove_partial_run, resolve_hardware)
+from ablations.execute.signals import Interrupted
 from models.components import REGISTRIES
 from tasks import TASKS
 from tasks.datamodule import OrderedBatches, TaskDataModule
@@ -274,20 +276,24 @@ def _probe(cfg: RunConfig) -> tuple[bool, str]:
     if cfg.model.dropout > 0:
         return False, (f"model.dropout={cfg.model.dropout}: dropout masks come from one global random stream, "
                        f"which a stack cannot replay per member")
-    fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)
-    models, batches = [], []
-    for seed in (cfg.seed, cfg.seed + 1):
-        pl.seed_everything(seed, verbose=False)
-        task, model = build(cfg)
-        models.append(fabric.setup_module(model).module)
-        split = TaskDataModule(task, cfg.optim.batch_size, seed, trainer.eval_batch_size).split("train")
-        batches.append((split.inputs[:4].to(fabric.device), split.targets[:4].to(fabric.device)))
-    reference = []
-    for model, (x, y) in zip(models, batches):
-        with fabric.autocast():
-            loss_sum, _, count = batch_scores(model(x), y)
-        (loss_sum / count.clamp_min(1)).backward()
-        reference.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    try:
+        fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)
+        models, batches = [], []
+        for seed in (cfg.seed, (cfg.seed + 1) % (MAX_SEED + 1)):
+            pl.seed_everything(seed, verbose=False)
+            task, model = build(cfg)
+            models.append(fabric.setup_module(model).module)
+            split = TaskDataModule(task, cfg.optim.batch_size, seed, trainer.eval_batch_size).split("train")
+            batches.append((split.inputs[:4].to(fabric.device), split.targets[:4].to(fabric.device)))
+        reference = []
+        for model, (x, y) in zip(models, batches):
+            with fabric.autocast():
+                loss_sum, _, count = batch_scores(model(x), y)
+            (loss_sum / count.clamp_min(1)).backward()
+            reference.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    except Exception as exc:  # noqa: BLE001 - e.g. a model too large to allocate: each run fails on its own
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return False, f"the model cannot be built and run to probe it: {type(exc).__name__}: {first}"
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0])
     note = ""
@@ -462,12 +468,39 @@ def train_stack(members: list[Member]) -> list[dict]:
     fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(not torch.cuda.is_available())  # as run.train's Trainer(deterministic=)
+    created = {id(m): new_folders(Path(m.run_dir)) for m in members}
     try:
-        runs = [_start(m, fabric) for m in members]
-        _loop(runs, _Stack(runs), fabric, trainer.max_steps)
-        return [_finish(run, accelerator, precision, len(members)) for run in runs]
+        started: dict[int, _Run] = {}
+        rows: dict[int, dict] = {}
+        for i, member in enumerate(members):
+            try:
+                started[i] = _start(member, fabric)
+            except Exception as exc:  # noqa: BLE001 - building its model or data failed: its result, not the stack's
+                rows[i] = _failed_start(member, exc, accelerator, precision, len(members))
+        runs = list(started.values())
+        if runs:
+            _loop(runs, _Stack(runs), fabric, trainer.max_steps)
+        for i, run in started.items():
+            rows[i] = _finish(run, accelerator, precision, len(members))
+        return [rows[i] for i in range(len(members))]
+    except Interrupted:
+        for member in members:
+            remove_partial_run(member.run_dir, created[id(member)])
+        raise
     finally:
         torch.use_deterministic_algorithms(deterministic)
+
+
+def _failed_start(member: Member, exc: Exception, accelerator: str, precision: str, size: int) -> dict:
+    """The row of a member whose model or data could not be built (an allocation that fails, say)."""
+    cfg, run_dir = member.cfg, Path(member.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.txt").write_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    task = TASKS.get(cfg.task["name"])(**{k: v for k, v in cfg.task.items() if k != "name"})
+    return finish_run(cfg, run_dir, task=task, variant=member.variant, ablation=member.ablation, status="failed",
+                      error=f"{type(exc).__name__}: {exc}", steps=0, val={}, test_metrics={},
+                      divergence=Divergence(cfg.trainer.divergence_factor), wall=0.0, n_params=count_params(cfg),
+                      seq_len=None, accelerator=accelerator, precision=precision, extra={"stack": {"size": size}})
 
 
 def _loop(runs: list[_Run], stack: _Stack, fabric: Fabric, max_steps: int) -> None:
@@ -484,13 +517,14 @@ def _loop(runs: list[_Run], stack: _Stack, fabric: Fabric, max_steps: int) -> No
         losses = _step(stack, inputs, targets, batch, fabric)
         active = list(stack.runs)
         stopping = []
-        checked = any(batch % r.cfg.trainer.log_every == 0 for r in active)
-        values = losses.tolist() if checked else None  # the only host sync, on check steps
+        checked = any(Divergence.due(batch, r.cfg.trainer.log_every, max_steps) for r in active)
+        values = losses.tolist() if checked else None  # the only host sync, on check steps (and the last)
         for i, run in enumerate(active):
             if run.status != "ok":
                 stopping.append(run)  # failed in this step, alone
-            elif batch % run.cfg.trainer.log_every == 0:
-                run.log.loss(values[i])
+            elif Divergence.due(batch, run.cfg.trainer.log_every, max_steps):
+                if batch % run.cfg.trainer.log_every == 0:
+                    run.log.loss(values[i])
                 if run.divergence.check(batch, values[i]):
                     stopping.append(run)  # its update is skipped, as a diverged run's is
         for run in active:
@@ -627,16 +661,24 @@ def _finish(run: _Run, accelerator: str, precision: str, size: int) -> dict:
     run.log.close(run.status)
     metrics = {}
     if run.diagnostics is not None:
-        run.diagnostics.write(run_dir, run_dir / "metrics.csv")
+        _guard(run, lambda r: r.diagnostics.write(run_dir, run_dir / "metrics.csv"))
     if run.status == "ok":
         try:
             metrics = evaluate(run.model, OrderedBatches(run.data.split("test"), run.cfg.trainer.eval_batch_size),
                                next(run.model.parameters()).device)
         except Exception as exc:  # noqa: BLE001
             run.fail(exc)
+            metrics = {}
+    if run.status == "ok":
+        run.status = final_check(run.divergence, run.steps, run.val, metrics)  # as run.train does
+        if run.status == "diverged":
+            metrics = {}
+    if run.divergence.diverged_step is not None and run.status == "failed":
+        run.status = "diverged"
     run.wall += time.perf_counter() - start
     return finish_run(run.cfg, run_dir, task=run.task, variant=run.member.variant, ablation=run.member.ablation,
-                      status=run.status, error=run.error, steps=run.steps, val=run.val, test_metrics=metrics,
+                      status=run.status, error=run.error, steps=run.steps, val=finite_only(run.val),
+                      test_metrics=metrics,
                       divergence=run.divergence, wall=run.wall, n_params=run.n_params,
                       seq_len=run.data.split("train").inputs.shape[1], accelerator=accelerator,
                       precision=precision, extra={"stack": {"size": size}})

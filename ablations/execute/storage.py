@@ -9,78 +9,257 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import optuna
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal._file import get_lock_file
 from optuna.trial import TrialState
+from sqlalchemy import exc as sqlalchemy_exc
 
 from ablations.config.secrets import _redact_text, redact
-from ablations.store.files import check_journal, pid_alive
+from ablations.store.files import check_journal, pid_alive, store_error
 from models.errors import ConfigError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-class FlockJournalLock:
-    """The journal's writer lock as an advisory `flock` on `<journal>.lock`. Optuna's default lock is a
-    symlink that a killed process leaves behind, so the next process waits out a 30-second grace period and
-    then breaks it; the kernel releases a `flock` the moment its holder dies, however it dies. (The journal is
-    for processes on one host; many machines share a PostgreSQL storage instead.)"""
+LOCK_SUFFIX = ".lock"    # Optuna's own lock path: `<journal>.lock` (optuna.storages.journal._file.LOCK_FILE_SUFFIX)
+GATE_SUFFIX = ".flock"   # the suite's processes queue for Optuna's lock here (a kernel lock: gone with its holder)
+#: How long a lock held by another program (Optuna's own lock, taken by optuna-dashboard or a user's script)
+#: may sit unchanged, with the journal unchanged too, before it is taken for its dead holder's leftover and
+#: broken: Optuna's own grace period.
+FOREIGN_GRACE_SECONDS = 30.0
+
+
+class JournalLock(JournalFileSymlinkLock):
+    """The journal's writer lock, one and the same as Optuna's own: the symbolic link `<journal>.lock` that
+    `JournalFileSymlinkLock` creates (and that `JournalFileOpenLock`'s O_EXCL file excludes too), so that
+    optuna-dashboard or a script opening the journal with `JournalFileBackend(path)` and the suite's workers
+    exclude each other, and none deletes a lock the other holds.
+
+    What the suite adds is a quick end for the lock of a killed worker. Its processes first take an advisory
+    `flock` on `<journal>.flock` (the *gate*), which the kernel releases the moment its holder dies, however it
+    dies; only the gate's holder creates the link, and it records the link's identity (inode and change time) in
+    the gate. So a process that holds the gate and finds a link whose identity the gate records knows that its
+    creator, a suite process, is dead (a live one would still hold the gate): it breaks the link at once, with
+    no waiting. A link the gate does not record belongs to another program: the suite waits for it, and breaks
+    it only as Optuna itself would, when neither it nor the journal changed for `FOREIGN_GRACE_SECONDS` (from
+    their own modification times, not from when the wait began, so a leftover that is already old is broken at
+    once). (The journal is for processes on one host; many machines share a PostgreSQL storage instead.)"""
 
     def __init__(self, path: str):
-        self.path = f"{path}.lock"
-        self._handles: list = []
+        # not Optuna's __init__: its grace period is the suite's own logic below
+        self._lock_target_file = str(path)
+        self._lock_file = str(path) + LOCK_SUFFIX
+        self.grace_period = None
+        self.gate_path = str(path) + GATE_SUFFIX
+        self._held: list[tuple[int, str]] = []  # (gate fd, identity of our link), innermost last
+
+    @staticmethod
+    def _identity(stat) -> str:
+        return f"{stat.st_ino}:{stat.st_ctime_ns}"
+
+    def _recorded(self, fd: int) -> str:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 200).decode("ascii", "replace").strip()
+
+    RECORD_BYTES = 64  # the gate holds one fixed-size record, written in place: a full disk cannot refuse it
+
+    def _record(self, fd: int, identity: str) -> None:
+        os.pwrite(fd, identity.ljust(self.RECORD_BYTES).encode("ascii"), 0)
+
+    def _break(self) -> None:
+        """Remove the link the way Optuna's release does (renamed first, so that only one breaker succeeds)."""
+        doomed = f"{self._lock_file}{uuid.uuid4()}.rename"
+        try:
+            os.rename(self._lock_file, doomed)
+        except FileNotFoundError:
+            return
+        os.unlink(doomed)
+
+    def _foreign_is_stale(self, stat) -> bool:
+        try:
+            journal_mtime = os.stat(self._lock_target_file).st_mtime
+        except OSError:
+            journal_mtime = 0.0
+        return time.time() - max(stat.st_mtime, journal_mtime) > FOREIGN_GRACE_SECONDS
 
     def acquire(self) -> bool:
-        handle = open(self.path, "a")
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        self._handles.append(handle)
-        return True
+        try:
+            return self._acquire()
+        except OSError as error:  # no space for the gate, a read-only disk, ...: one line, nothing left behind
+            raise store_error(self._lock_file, error) from error
+
+    def _acquire(self) -> bool:
+        fd = os.open(self.gate_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size < self.RECORD_BYTES:  # its space, taken before any link exists
+                self._record(fd, "")
+            delay = 0.001
+            while True:
+                try:
+                    os.symlink(self._lock_target_file, self._lock_file)
+                except FileExistsError:
+                    try:
+                        stat = os.lstat(self._lock_file)
+                    except FileNotFoundError:
+                        continue  # released meanwhile
+                    if self._identity(stat) == self._recorded(fd) or self._foreign_is_stale(stat):
+                        self._break()  # a killed suite worker's link (or a foreign one Optuna would break too)
+                        continue
+                    time.sleep(delay)  # another program holds Optuna's lock for one of its appends
+                    delay = min(delay * 2, 0.05)
+                    continue
+                try:
+                    identity = self._identity(os.lstat(self._lock_file))
+                    self._record(fd, identity)
+                except BaseException:
+                    self._break()
+                    raise
+                self._held.append((fd, identity))
+                return True
+        except BaseException:
+            os.close(fd)  # releases the gate
+            raise
 
     def release(self) -> None:
-        handle = self._handles.pop()
-        handle.close()  # releases the lock
+        fd, identity = self._held.pop()
+        try:
+            try:
+                mine = self._identity(os.lstat(self._lock_file)) == identity
+            except FileNotFoundError:
+                mine = False  # broken by another program after its grace period: nothing of ours to remove
+            if mine:
+                self._break()
+            with contextlib.suppress(OSError):
+                self._record(fd, "")
+        finally:
+            os.close(fd)
+
+
+class _JournalBackend(JournalFileBackend):
+    """Optuna's journal file backend with the suite's lock, whose failed append (no space left on the disk, say)
+    leaves the journal as it was: the bytes of a cut-short write are cut off again, under the lock, and the
+    failure is one line (`StoreError`), not a traceback."""
+
+    def append_logs(self, logs: list[dict]) -> None:
+        with get_lock_file(self._lock):
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with open(self._file_path, "ab") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                try:
+                    handle.write(text.encode("utf-8"))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                except OSError as error:
+                    with contextlib.suppress(OSError):
+                        handle.truncate(size)
+                    raise store_error(self._file_path, error) from error
 
 
 def _journal(path: Path):
     """A journal-file storage at `path`, checked line by line first (before anything is written): a line that
-    is not JSON is a one-line error naming the file and the line. A last line without its newline is what a
-    process killed in the middle of an append leaves behind (nothing after it was acknowledged): it is cut off,
-    under the writer lock, so that the next append starts on a line of its own."""
+    is not a journal operation is a one-line error naming the file and the line. A last line without its
+    newline is what a process killed in the middle of an append leaves behind (nothing after it was
+    acknowledged): it is cut off, under the writer lock, so that the next append starts on a line of its own."""
     if path.is_file():
         check_journal(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FlockJournalLock(str(path))
-    lock.acquire()
     try:
-        with open(path, "ab+") as handle:
-            handle.seek(0)
-            data = handle.read()
-            end = data.rfind(b"\n") + 1
-            if end < len(data):
-                handle.truncate(end)
-    finally:
-        lock.release()
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = JournalLock(str(path))
+        lock.acquire()
+        try:
+            with open(path, "ab+") as handle:
+                handle.seek(0)
+                data = handle.read()
+                end = data.rfind(b"\n") + 1
+                if end < len(data):
+                    handle.truncate(end)
+        finally:
+            lock.release()
+        return optuna.storages.JournalStorage(_JournalBackend(str(path), lock_obj=lock))
+    except OSError as error:
+        raise store_error(path, error) from error
+
+
+#: what a database that went away raises (through SQLAlchemy, or wrapped in Optuna's StorageInternalError)
+_LOST = (sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError, sqlalchemy_exc.DisconnectionError,
+         sqlalchemy_exc.TimeoutError)
+
+
+class StorageLost(ConfigError):
+    """The sweep's database went away mid-sweep: one line; what finished is kept in it, and a running unit is
+    redone (it goes stale) when the same command or `ablate worker DIR` runs again once the server is back."""
+
+
+def _lost_cause(error: BaseException) -> BaseException | None:
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, _LOST):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def _guarded_rdb_class():
+    """RDBStorage whose every method turns a lost connection into a one-line `StorageLost`."""
+    import functools
+
+    def guard(method):
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except StorageLost:
+                raise
+            except Exception as error:
+                cause = _lost_cause(error)
+                if cause is None:
+                    raise
+                reason = next((line.strip() for line in str(getattr(cause, "orig", None) or cause).splitlines()
+                               if line.strip()), type(cause).__name__)
+                raise StorageLost(f"lost the sweep storage {redact(self._suite_url)}: "
+                                  f"{_redact_text(reason, self._suite_url)}; what finished is kept there: run the "
+                                  f"same command again once the server is reachable") from error
+        return call
+
+    namespace = {name: guard(value) for name, value in vars(optuna.storages.RDBStorage).items()
+                 if callable(value) and not name.startswith("__") and not isinstance(value, (staticmethod,
+                                                                                             classmethod, type))}
+    namespace["__module__"] = __name__
+    return type("GuardedRDBStorage", (optuna.storages.RDBStorage,), namespace)
+
+
+GuardedRDBStorage = _guarded_rdb_class()
 
 
 def open_storage(url: str | None, out: Path):
     """The study storage: a journal file under the results directory by default, or an RDB URL
     (PostgreSQL for many machines). An unreachable or malformed URL is a one-line error, with any password
-    replaced by ***."""
+    replaced by ***; so is a database that goes away later, mid-sweep (`StorageLost`)."""
     if not url:
         return _journal(Path(out) / "studies.journal")
     if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql://",
                        "mysql+pymysql://")):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            storage = GuardedRDBStorage.__new__(GuardedRDBStorage)
+            storage._suite_url = url
+            storage.__init__(url, engine_kwargs={"pool_pre_ping": True})
+            return storage
         except Exception as error:  # sqlalchemy's errors span many lines; one is enough
-            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            cause = _lost_cause(error) or error
+            reason = next((line.strip() for line in str(getattr(cause, "orig", None) or cause).splitlines()
+                           if line.strip()), type(error).__name__)
             raise ConfigError(f"cannot open sweep storage {redact(url)}: {_redact_text(reason, url)}") from None
     if url.startswith("journal:"):
         return _journal(Path(url.removeprefix("journal:")))
@@ -232,11 +411,14 @@ class Heartbeat:
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self):
-        while not self.stop.wait(self.interval):
+        # The first beat at once: the claim's own beat is as old as the setup between claiming and training.
+        while True:
             try:
                 self.study._storage.set_trial_user_attr(self.trial._trial_id, "heartbeat", time.time())
             except Exception:  # the trial finished or the storage blinked: the next beat retries
                 pass
+            if self.stop.wait(self.interval):
+                return
 
     def __enter__(self):
         self.thread.start()

@@ -26,11 +26,13 @@ it, and their rows are sorted by the plan (not by finishing order): the same com
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import multiprocessing
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +42,11 @@ from optuna.trial import TrialState
 
 from ablations.config import RunConfig, compose_config, to_run_config
 from ablations.config.ablation import Ablation
-from ablations.config.sweep import SPACE_KEYS, SweepConfig
+from ablations.config.sweep import SPACE_KEYS, SweepConfig, heartbeat_seconds
 from ablations.execute.plan import CellPlan
-from ablations.execute.storage import (SLOT, Heartbeat, _alive, _counts, claim, claimable, fail_stale,
-                                      holds_slot, next_slot, open_storage, progress_of)
+from ablations.execute.signals import Interrupted, deferred, ignored_by_children
+from ablations.execute.storage import (SLOT, STALE, Heartbeat, _alive, _counts, _slot_taken, claim, claimable,
+                                      fail_stale, holds_slot, next_slot, open_storage, progress_of)
 from ablations.store.directory import ResultsDir
 from ablations.store.files import locked
 from models.errors import ConfigError
@@ -276,20 +279,33 @@ class Worker:
         self.on_done(unit.label, row)
 
     def step(self) -> bool:
-        """Claim and do the next units (one, or a stack of up to `stack`); False when none is claimable."""
-        units = self.claim_units()
-        if not units:
-            return False
-        import contextlib
+        """Claim and do the next units (one, or a stack of up to `stack`); False when none is claimable.
 
-        interval = max(1.0, min(20.0, self.sweep.grace_seconds / 4))
-        with contextlib.ExitStack() as beats:
-            for unit in units:
-                beats.enter_context(Heartbeat(unit.study, unit.trial, interval))
-            rows = self._train(units)
-        for unit, row in zip(units, rows):
-            self._finish(unit, row)
-        self.export()
+        Interrupted (`signals.Interrupted`: SIGINT, SIGTERM) while its units train, it records none of them: their
+        claims are released (marked stale, each redo enqueued with the same slot, parameters and seed), so that
+        whoever asks next, the same command run again included, redoes them. Claiming, telling results and
+        exporting the tables are never cut in half: a signal there takes effect at the end of that section."""
+        units: list[Unit] = []
+        told: list[Unit] = []
+        try:
+            with deferred():
+                units.extend(self.claim_units())
+            if not units:
+                return False
+            interval = heartbeat_seconds(self.sweep.grace_seconds)
+            with contextlib.ExitStack() as beats:
+                for unit in units:
+                    beats.enter_context(Heartbeat(unit.study, unit.trial, interval))
+                rows = self._train(units)
+            with deferred():
+                for unit, row in zip(units, rows):
+                    self._finish(unit, row)
+                    told.append(unit)
+                self.export()
+        except Interrupted:
+            with deferred():
+                release([u for u in units if u not in told])
+            raise
         return True
 
     # progress -------------------------------------------------------------------------------------------
@@ -385,14 +401,46 @@ def _pruner(trial):
 
 # --- several workers on this machine ---------------------------------------------------------------------
 
-def _worker_process(out: str, ablation: dict, plans: list, sweep: dict, seeds: list, threads: int,
-                    stack: int) -> None:
-    import torch
+def release(units: list[Unit]) -> None:
+    """Give back the claims of units that did not finish (an interruption): each trial is marked stale, as a
+    dead worker's would be, and its redo enqueued with the same slot and parameters (hence the same seed), so
+    it is claimable at once, here or on another machine (which would otherwise wait out the grace period). A
+    storage that cannot be reached leaves the trial running; it goes stale when this process is gone."""
+    for unit in units:
+        study, trial = unit.study, unit.trial
+        try:
+            slot = trial.user_attrs.get(SLOT)
+            params = dict(trial.params)
+            study._storage.set_trial_user_attr(trial._trial_id, STALE, True)
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            if slot is not None and not _slot_taken(study, slot):
+                study.enqueue_trial(params, user_attrs={SLOT: slot}, skip_if_exists=False)
+        except Exception:  # noqa: BLE001 - finished meanwhile, or the storage is gone: staleness covers it
+            continue
 
-    torch.set_num_threads(threads)
-    worker = Worker(Path(out), Ablation.from_dict(ablation), [CellPlan(**p) for p in plans],
-                    SweepConfig.from_dict(sweep), seeds, stack=stack)
-    worker.run(wait=False)
+
+def _worker_process(out: str, ablation: dict, plans: list, sweep: dict, seeds: list, threads: int,
+                    stack: int, parent: int | None = None) -> None:
+    """A local helper worker (a spawned process). It stops with its parent: on the SIGTERM its parent sends
+    when interrupted, and on the parent's death (the kernel sends SIGTERM: `die_with_parent`). It was started
+    ignoring SIGINT, so a terminal's Ctrl-C, which reaches every process of the group, reaches it only
+    through its parent. It exits quietly (the parent prints the one line) with status 128 + the signal."""
+    import sys
+
+    from ablations.execute.signals import die_with_parent, handled
+
+    try:
+        with handled((signal.SIGTERM,)):
+            if parent is not None:
+                die_with_parent(parent)
+            import torch
+
+            torch.set_num_threads(threads)
+            worker = Worker(Path(out), Ablation.from_dict(ablation), [CellPlan(**p) for p in plans],
+                            SweepConfig.from_dict(sweep), seeds, stack=stack)
+            worker.run(wait=False)
+    except Interrupted as interrupted:
+        sys.exit(interrupted.status)
 
 
 def gpu_assignment(n_workers: int, visible: str | None, n_gpus: int) -> list[str | None]:
@@ -424,12 +472,31 @@ def start_local_workers(worker: Worker, n: int) -> list:
                 os.environ["CUDA_VISIBLE_DEVICES"] = devices[index]  # a spawned child inherits the environment
             process = context.Process(target=_worker_process, daemon=False, args=(
                 str(worker.out), dataclasses.asdict(worker.ablation), [dataclasses.asdict(p) for p in worker.plans],
-                dataclasses.asdict(worker.sweep), list(worker.seeds), threads, worker.stack))
-            process.start()
+                dataclasses.asdict(worker.sweep), list(worker.seeds), threads, worker.stack, os.getpid()))
+            with ignored_by_children((signal.SIGINT,)):  # Ctrl-C stops a child through its parent only
+                process.start()
             processes.append(process)
+    except BaseException:
+        stop_local_workers(processes)
+        raise
     finally:
         if saved is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
     return processes
+
+
+def stop_local_workers(processes: list, timeout: float = 30.0) -> None:
+    """Stop local helper workers (this process was interrupted or failed): SIGTERM each, which releases its
+    running units for their redo, wait up to `timeout` seconds, then kill what is left."""
+    alive = [p for p in processes if p.is_alive()]
+    for process in alive:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()  # SIGTERM
+    deadline = time.monotonic() + timeout
+    for process in alive:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(5.0)

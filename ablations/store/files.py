@@ -12,6 +12,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -27,29 +28,66 @@ COLUMNS = ["ablation", "variant", "task", "seed", "status", "metric", "higher_is
            "steps", "diverged_step", "wall_seconds", "n_params", "tokens_per_second", "config_hash",
            "run_dir", "error"]
 STATUSES = ("ok", "diverged", "pruned", "failed")
+#: What each typed column of runs.csv holds: a corrupted value is a one-line error naming its line, never a row
+#: silently read as something else (a seed `zero` would make a resume redo every cell; a score `abc` would be
+#: dropped while its cell still counts the run).
+RUN_TYPES = {"seed": "seed", "higher_is_better": "bool", "chance": "number", "score": "number",
+             "val_score": "number", "test_loss": "number", "steps": "count", "diverged_step": "count",
+             "wall_seconds": "number", "n_params": "count", "tokens_per_second": "number",
+             "variant": "name", "task": "name"}
+#: the same for trials.csv (the report tolerates missing trial columns, not wrong values)
+TRIAL_TYPES = {"trial": "count", "lr": "number", "warmup_frac": "number", "weight_decay": "number",
+               "val_score": "number", "steps": "count", "wall_seconds": "number", "seed": "count"}
+#: the columns that identify a run: two rows with the same values are one run counted twice
+RUN_KEY = ("variant", "task", "seed")
+
+
+class StoreError(ConfigError):
+    """A results file could not be written (no space left, a read-only or vanished disk): one line naming the
+    file and the reason. What was there before is intact (every write is atomic), so the same command run again
+    once the cause is gone resumes where this one stopped."""
+
+
+def store_error(path, error: OSError) -> StoreError:
+    reason = error.strerror or type(error).__name__
+    return StoreError(f"cannot write {path}: {reason}; what was written before is intact: fix that and run the "
+                      f"same command again to resume")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (a temporary file renamed over it), with every secret in it masked
+    (`ablations.config.secrets.redact_text`: the one place every file of the suite passes through). A failure of
+    the disk (no space left, read-only, ...) is a one-line `StoreError`; the old file, if any, stays whole."""
+    from ablations.config.secrets import redact_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's files are private; results are ordinary files
+    text = redact_text(text)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's files are private; results are ordinary files
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as error:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(error, OSError):
+            raise store_error(path, error) from error
         raise
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    """`data` as JSON, atomically, with secret-named keys and the credentials of URLs masked."""
+    from ablations.config.secrets import redact_data
+
+    write_text_atomic(path, json.dumps(redact_data(data), indent=2, sort_keys=True, default=str) + "\n")
 
 
 @contextlib.contextmanager
@@ -65,32 +103,58 @@ def locked(directory: Path):
 
 
 def read_runs(directory: Path) -> pd.DataFrame:
-    """runs.csv as a DataFrame (empty, with the columns, when there is none yet). A corrupted file is a
-    one-line `ConfigError` naming the file and the line."""
+    """runs.csv as a DataFrame (empty, with the columns, when there is none yet). A corrupted file (torn rows,
+    values of the wrong type, one run listed twice) is a one-line `ConfigError` naming the file and the line."""
     path = Path(directory) / "runs.csv"
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
-    check_csv(path, COLUMNS, statuses=STATUSES)
+    check_csv(path, COLUMNS, statuses=STATUSES, types=RUN_TYPES, unique=RUN_KEY)
     try:
         # index_col=False and ParserWarning as an error: a row with extra fields is corruption, not an index
         # or a truncation; only empty fields are missing values, so a variant called "NA" stays a string.
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[""])
+            frame = pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[""],
+                                dtype={"variant": str, "task": str})
     except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ConfigError(f"corrupted results file {path}: {str(error).splitlines()[0]}") from None
     return frame[COLUMNS]
 
 
 def _corrupted(path: Path, line: int, reason: str) -> ConfigError:
-    return ConfigError(f"corrupted results file {path}, line {line}: {reason}; repair or remove the file (a "
-                       f"resumed `ablate run` redoes the runs it no longer lists)")
+    return ConfigError(f"corrupted results file {path}, line {line}: {reason}; repair or remove the file (the "
+                       f"same `ablate run` writes runs.csv and trials.csv again from the study storage)")
 
 
-def check_csv(path: Path, columns: list[str], *, statuses=None) -> None:
+_INTEGER = re.compile(r"[0-9]+(\.0*)?")  # pandas writes an integer column with gaps as 12.0
+
+
+def _type_problem(kind: str, value: str) -> str | None:
+    """Why `value` is not of `kind` (None when it is); empty fields are missing values, except for seeds and
+    names, which every run has."""
+    if value == "" and kind not in ("seed", "name"):
+        return None
+    if kind in ("seed", "count"):
+        return None if _INTEGER.fullmatch(value) else "a non-negative integer"
+    if kind == "number":
+        try:
+            float(value)
+        except ValueError:
+            return "a number"
+        return None
+    if kind == "bool":
+        return None if value in ("True", "False", "true", "false", "1", "0", "1.0", "0.0") else "True or False"
+    if kind == "name":
+        return None if value.strip() else "a name"
+    return None
+
+
+def check_csv(path: Path, columns: list[str], *, statuses=None, types: dict | None = None,
+              unique: tuple | None = None) -> None:
     """Raise a one-line `ConfigError` naming `path` and the line number when the CSV file is not what the suite
     writes: undecodable bytes, a missing header or missing columns, a row with a different number of fields, an
-    unknown status."""
+    unknown status, a value of the wrong type (`types`: column -> seed, count, number, bool or name), or a second
+    row with the same `unique` columns."""
     import csv
 
     path = Path(path)
@@ -111,6 +175,9 @@ def check_csv(path: Path, columns: list[str], *, statuses=None) -> None:
             shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
             raise _corrupted(path, 1, f"the header lacks the columns {shown}")
         status_index = header.index("status") if statuses and "status" in header else None
+        typed = [(header.index(c), c, kind) for c, kind in (types or {}).items() if c in header]
+        key_index = [header.index(c) for c in unique] if unique and all(c in header for c in unique) else None
+        seen: dict[tuple, int] = {}
         start = reader.line_num + 1
         for record in reader:
             if not record:
@@ -121,6 +188,17 @@ def check_csv(path: Path, columns: list[str], *, statuses=None) -> None:
             if status_index is not None and record[status_index] not in statuses:
                 raise _corrupted(path, start, f"unknown status {record[status_index]!r} (valid: "
                                               f"{', '.join(statuses)})")
+            for index, column, kind in typed:
+                expected = _type_problem(kind, record[index])
+                if expected:
+                    raise _corrupted(path, start, f"{column} {record[index]!r} is not {expected}")
+            if key_index is not None:
+                key = tuple(record[i] if c != "seed" else str(int(float(record[i])))
+                            for i, c in zip(key_index, unique))
+                if key in seen:
+                    shown = ", ".join(f"{c} {v}" for c, v in zip(unique, key))
+                    raise _corrupted(path, start, f"the run {shown} is listed twice (also on line {seen[key]})")
+                seen[key] = start
             start = reader.line_num + 1
     except csv.Error as error:
         raise _corrupted(path, reader.line_num, str(error)) from None
@@ -142,18 +220,36 @@ def check_json(path: Path, *, kind: str = "results file") -> dict:
 
 
 def check_journal(path: Path) -> None:
-    """An Optuna journal file is one JSON object per line; a complete line that is not is a one-line
-    `ConfigError` naming the file and the line. (A last line without its newline is an append cut short by a
-    killed process, which the sweep's storage drops; see `ablations.execute.storage.open_storage`.)"""
+    """An Optuna journal file is one journal operation per line: a JSON object with a known `op_code`, a
+    `worker_id` and the fields that operation needs. A complete line that is not is a one-line `ConfigError`
+    naming the file and the line; each line is replayed as Optuna replays it, so whatever Optuna would stumble
+    over is found here, with its line. (A last line without its newline is an append cut short by a killed
+    process, which the sweep's storage drops; see `ablations.execute.storage.open_storage`.)"""
+    import uuid
+
+    from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
+
     path = Path(path)
     data = path.read_bytes()
+    replay = JournalStorageReplayResult(f"check-{uuid.uuid4()}-")  # no line is "this worker's"
+    ops = {int(op) for op in JournalOperation}
     for number, line in enumerate(data[:data.rfind(b"\n") + 1].splitlines(), 1):
+        def bad(reason: str) -> ConfigError:
+            return ConfigError(f"corrupted study journal {path}, line {number}: {reason}; the sweep cannot resume "
+                               f"from it (remove the file to start the sweep afresh)")
         try:
-            json.loads(line)
+            log = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            reason = error.msg if isinstance(error, json.JSONDecodeError) else "not UTF-8 text"
-            raise ConfigError(f"corrupted study journal {path}, line {number}: {reason}; the sweep cannot resume "
-                              f"from it (remove the file to start the sweep afresh)") from None
+            raise bad(error.msg if isinstance(error, json.JSONDecodeError) else "not UTF-8 text") from None
+        op = log.get("op_code") if isinstance(log, dict) else None
+        if isinstance(op, bool) or not isinstance(op, int) or op not in ops or not isinstance(log.get("worker_id"),
+                                                                                             str):
+            raise bad("not a journal operation (a JSON object with a known op_code and a worker_id)")
+        try:
+            replay.apply_logs([log])
+        except Exception as error:  # noqa: BLE001  (whatever Optuna's replay trips over is this line's fault)
+            detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            raise bad(f"not a valid {JournalOperation(op).name} operation ({detail.splitlines()[0][:120]})") from None
 
 
 def check_results_dir(directory: Path) -> None:
@@ -163,7 +259,7 @@ def check_results_dir(directory: Path) -> None:
     directory = Path(directory)
     read_runs(directory)
     if (directory / "trials.csv").is_file():
-        check_csv(directory / "trials.csv", [])  # the report tolerates missing trial columns, not torn rows
+        check_csv(directory / "trials.csv", [], types=TRIAL_TYPES)  # missing trial columns are tolerated
     if (directory / "manifest.json").is_file():
         check_json(directory / "manifest.json", kind="manifest")
     if (directory / "studies.journal").is_file():
@@ -208,6 +304,7 @@ def unmade_on_error(directory: Path):
     except ConfigError:
         leftovers = ("studies.journal", "studies.journal.lock")
         if created is not None and all(p.is_dir() or (p.name in leftovers and p.stat().st_size == 0)
+                                       or p.name == "studies.journal.flock"  # the journal lock's gate
                                        for p in created.rglob("*")):
             import shutil
 

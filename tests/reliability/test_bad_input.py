@@ -85,7 +85,8 @@ CASES = [
      _file("res/runs.csv", HEADER + b"\n" + ROW + b"\n" + ROW + b",extra\n"),
      r"corrupted results file res/runs\.csv, line 3: expected 19 fields, found 20"),
     ("corrupted-study-journal", ["run", "sweep=quick", "task=copy", *TINY, "out=res"],
-     _file("res/studies.journal", b'{"op_code": 0}\n{"op_code": 1, "trunc\n{"op_code": 2}\n'),
+     _file("res/studies.journal", b'{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}\n'
+                                  b'{"op_code": 1, "trunc\n{"op_code": 2}\n'),
      r"corrupted study journal res/studies\.journal, line 2: "),
     ("missing-espeak-ng", ["train", "task=spoken_digits", *TINY[:3]], _no_espeak,
      r"task spoken_digits needs espeak-ng: pip install espeakng-loader"),

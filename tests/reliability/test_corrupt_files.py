@@ -42,6 +42,44 @@ def _replace(name: str, content: bytes):
     return corrupt
 
 
+def _set_field(name: str, number: int, column: str, value: str):
+    """Set one field of line `number` of a CSV file (by its header's column name)."""
+    def corrupt(directory: Path) -> None:
+        import csv
+        import io
+
+        lines = _lines(directory / name)
+        header = next(csv.reader([lines[0].decode()]))
+        record = next(csv.reader([lines[number - 1].decode()]))
+        record[header.index(column)] = value
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(record)
+        lines[number - 1] = buffer.getvalue().encode()
+        (directory / name).write_bytes(b"".join(lines))
+    return corrupt
+
+
+def _duplicate_line(name: str, number: int):
+    def corrupt(directory: Path) -> None:
+        lines = _lines(directory / name)
+        (directory / name).write_bytes(b"".join(lines + [lines[number - 1]]))
+    return corrupt
+
+
+def _journal_line(line: bytes):
+    """A journal with one more complete line (valid JSON, but maybe not a journal operation)."""
+    def corrupt(directory: Path) -> None:
+        import optuna
+
+        from ablations.execute.storage import open_storage
+
+        study = optuna.create_study(study_name="s", storage=open_storage(None, directory))
+        study.tell(study.ask(), 1.0)
+        path = directory / "studies.journal"
+        path.write_bytes(path.read_bytes() + line + b"\n")
+    return corrupt
+
+
 RUNS = "res/runs\\.csv"
 #: id, corruption of a results directory `res`, regex of the one error line
 CASES = [
@@ -66,6 +104,35 @@ CASES = [
      r"corrupted manifest res/manifest\.json, line 1: expected a JSON object"),
     ("trials-extra-field", _edit_line("trials.csv", 3, lambda line: line + b",x,y"),
      r"corrupted results file res/trials\.csv, line 3: expected \d+ fields, found \d+"),
+    # issue #16: values of the wrong type and runs listed twice are corruption too
+    ("runs-seed-word", _set_field("runs.csv", 3, "seed", "zero"),
+     rf"corrupted results file {RUNS}, line 3: seed 'zero' is not a non-negative integer"),
+    ("runs-seed-negative", _set_field("runs.csv", 2, "seed", "-1"), rf"{RUNS}, line 2: seed '-1' is not a non-neg"),
+    ("runs-seed-fraction", _set_field("runs.csv", 4, "seed", "1.5"), rf"{RUNS}, line 4: seed '1\.5' is not"),
+    ("runs-seed-empty", _set_field("runs.csv", 2, "seed", ""), rf"{RUNS}, line 2: seed '' is not a non-negative"),
+    ("runs-score-word", _set_field("runs.csv", 2, "score", "abc"), rf"{RUNS}, line 2: score 'abc' is not a number"),
+    ("runs-val-score-word", _set_field("runs.csv", 3, "val_score", "n/a"), rf"{RUNS}, line 3: val_score 'n/a' is no"),
+    ("runs-steps-word", _set_field("runs.csv", 5, "steps", "forty"), rf"{RUNS}, line 5: steps 'forty' is not a non"),
+    ("runs-higher-is-better", _set_field("runs.csv", 2, "higher_is_better", "maybe"),
+     rf"{RUNS}, line 2: higher_is_better 'maybe' is not True or False"),
+    ("runs-empty-variant", _set_field("runs.csv", 3, "variant", ""), rf"{RUNS}, line 3: variant '' is not a name"),
+    ("runs-duplicate-row", _duplicate_line("runs.csv", 3),
+     rf"{RUNS}, line 8: the run variant baseline, task copy, seed 1 is listed twice \(also on line 3\)"),
+    ("runs-duplicate-cell-seed", _set_field("runs.csv", 3, "seed", "0"),
+     rf"{RUNS}, line 3: the run variant baseline, task copy, seed 0 is listed twice \(also on line 2\)"),
+    ("trials-trial-word", _set_field("trials.csv", 2, "trial", "first"),
+     r"res/trials\.csv, line 2: trial 'first' is not a non-negative integer"),
+    ("journal-json-array", _journal_line(b"[1, 2]"),
+     r"corrupted study journal res/studies\.journal, line \d+: not a journal operation"),
+    ("journal-no-op-code", _journal_line(b'{"worker_id": "w", "study_id": 0}'), r"line \d+: not a journal operation"),
+    ("journal-unknown-op", _journal_line(b'{"op_code": 99, "worker_id": "w"}'), r"line \d+: not a journal operation"),
+    ("journal-op-code-text", _journal_line(b'{"op_code": "4", "worker_id": "w"}'), r"not a journal operation"),
+    ("journal-missing-fields", _journal_line(b'{"op_code": 4, "worker_id": "w"}'),
+     r"line \d+: not a valid CREATE_TRIAL operation \(KeyError"),
+    ("journal-bad-state", _journal_line(b'{"op_code": 4, "worker_id": "w", "study_id": 0, "datetime_start": '
+                                        b'null, "state": 42}'), r"line \d+: not a valid CREATE_TRIAL operation"),
+    ("journal-bad-directions", _journal_line(b'{"op_code": 0, "worker_id": "w", "study_name": "t", '
+                                             b'"directions": ["up"]}'), r"not a valid CREATE_STUDY operation"),
 ]
 
 

@@ -5,7 +5,6 @@ showing it: test_kill_resume.py, whose grid has a diverging variant.)"""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,7 +23,7 @@ def test_a_sweep_whose_trials_diverge_records_them_and_finishes(tmp_path, monkey
     assert trials["status"].tolist() == ["diverged", "diverged"]  # both count against the budget
     assert (trials["steps"] < 30).all()
     for run_dir in trials["run_dir"]:
-        result = json.loads((Path(run_dir) / "result.json").read_text())
+        result = json.loads((tmp_path / "res" / run_dir / "result.json").read_text())  # relative to the results dir
         assert result["status"] == "diverged" and 0 <= result["diverged_step"] < 30
     runs = pd.read_csv(tmp_path / "res" / "runs.csv")
     assert runs["status"].tolist() == ["ok"] and runs["tuned_params"].isna().all()  # the task's defaults
