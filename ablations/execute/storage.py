@@ -307,24 +307,27 @@ def _owner_alive(trial, grace_seconds: float, now: float) -> bool:
 
 
 def fail_stale(study, grace_seconds: float) -> int:
-    """Mark running trials whose worker is gone as stale (FAIL) and enqueue each one's redo: the same slot and
-    the same parameters, claimed by whichever worker asks next. Returns how many were marked."""
+    """Mark running trials whose worker is gone as stale and enqueue each one's redo (see `give_back`).
+    Returns how many were marked."""
     now = time.time()
-    marked = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _owner_alive(trial, grace_seconds, now):
-            continue
-        storage = study._storage
-        try:
-            storage.set_trial_user_attr(trial._trial_id, STALE, True)
-            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        except (RuntimeError, ValueError):  # it finished meanwhile
-            continue
-        marked += 1
-        slot = trial.user_attrs.get(SLOT)
-        if slot is not None and not _slot_taken(study, slot):
-            study.enqueue_trial(dict(trial.params), user_attrs={SLOT: slot}, skip_if_exists=False)
-    return marked
+    return sum(give_back(study, trial) for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if not _owner_alive(trial, grace_seconds, now))
+
+
+def give_back(study, trial) -> bool:
+    """Mark a running trial stale (FAIL) and enqueue its redo: the same slot and the same parameters (hence the
+    same seed), claimed by whichever worker asks next. For a dead worker's trial, and for this worker's own
+    when it is interrupted. False when the trial had finished meanwhile."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, STALE, True)
+        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except (RuntimeError, ValueError):  # it finished meanwhile
+        return False
+    slot = trial.user_attrs.get(SLOT)
+    if slot is not None and not _slot_taken(study, slot):
+        study.enqueue_trial(dict(trial.params), user_attrs={SLOT: slot}, skip_if_exists=False)
+    return True
 
 
 def _slot_taken(study, slot: int) -> bool:

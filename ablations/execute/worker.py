@@ -45,8 +45,8 @@ from ablations.config.ablation import Ablation
 from ablations.config.sweep import SPACE_KEYS, SweepConfig, heartbeat_seconds
 from ablations.execute.plan import CellPlan
 from ablations.execute.signals import Interrupted, deferred, ignored_by_children
-from ablations.execute.storage import (SLOT, STALE, Heartbeat, _alive, _counts, _slot_taken, claim, claimable,
-                                      fail_stale, holds_slot, next_slot, open_storage, progress_of)
+from ablations.execute.storage import (SLOT, Heartbeat, _alive, _counts, claim, claimable, fail_stale, give_back,
+                                      holds_slot, next_slot, open_storage, progress_of)
 from ablations.store.directory import ResultsDir
 from ablations.store.files import locked
 from models.errors import ConfigError
@@ -407,15 +407,9 @@ def release(units: list[Unit]) -> None:
     it is claimable at once, here or on another machine (which would otherwise wait out the grace period). A
     storage that cannot be reached leaves the trial running; it goes stale when this process is gone."""
     for unit in units:
-        study, trial = unit.study, unit.trial
         try:
-            slot = trial.user_attrs.get(SLOT)
-            params = dict(trial.params)
-            study._storage.set_trial_user_attr(trial._trial_id, STALE, True)
-            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            if slot is not None and not _slot_taken(study, slot):
-                study.enqueue_trial(params, user_attrs={SLOT: slot}, skip_if_exists=False)
-        except Exception:  # noqa: BLE001 - finished meanwhile, or the storage is gone: staleness covers it
+            give_back(unit.study, unit.trial)
+        except Exception:  # noqa: BLE001 - the storage is gone: the trial goes stale when this process is gone
             continue
 
 
