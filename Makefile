@@ -29,11 +29,15 @@ $(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 run: $(STAMP)
 	$(BIN)/ablate run
 
+# The tests run in one process per core (pytest-xdist, at most 4): most slow tests wait on subprocesses, and
+# each test process uses one torch thread (tests/conftest.py), so the cores are shared, not oversubscribed.
+PYTEST := $(BIN)/python -m pytest -q --numprocesses=auto --maxprocesses=4
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) *.egg-info

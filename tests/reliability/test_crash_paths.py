@@ -87,7 +87,7 @@ def test_train_too_large_to_allocate_fails_with_its_row(overrides, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stack", [1, 2])
+@pytest.mark.parametrize("stack", [2])  # stack=2 also runs them one by one (they cannot stack): both paths
 def test_a_grid_with_runs_too_large_goes_on(stack, tmp_path):
     variants = (f"ablation.variants.post_norm=[{','.join(repr(o) for o in HUGE_MODEL)}]",
                 f"ablation.variants.no_residual=[{','.join(repr(o) for o in HUGE_DATA)}]")

@@ -231,7 +231,7 @@ def _training(out: Path) -> int:
     return sum(1 for d in (out / "runs").glob("*/*/s*") if not (d / "result.json").exists())
 
 
-LONG = [*TINY, "trainer.max_steps=400", "ablation.seeds=[0,1,2]", "task=copy", "~ablation.variants.post_norm",
+LONG = [*TINY, "trainer.max_steps=400", "ablation.seeds=[0,1]", "task=copy", "~ablation.variants.post_norm",
         "~ablation.variants.no_residual"]
 
 
@@ -256,7 +256,7 @@ def test_workers_stop_with_their_parent_and_the_grid_resumes(signum, status, lin
     assert not [c for c in workers if _alive(c)]  # no helper outlives its parent: it waited for them
     assert _gone(children)  # nor anything else it started
     runs = read_runs(out)
-    assert set(runs["status"]) <= {"ok"} and len(runs) < 3
+    assert set(runs["status"]) <= {"ok"} and len(runs) < 2  # both units were training: neither is recorded
     done = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert table(out) == expected

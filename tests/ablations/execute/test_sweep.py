@@ -1,7 +1,6 @@
 """Sweeps: exact budgets, statuses, resume after SIGKILL, several workers on a journal file and on PostgreSQL."""
 
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -96,26 +95,6 @@ def _journal_trials(out: Path) -> int:
     if not (out / "studies.journal").exists():
         return 0
     return sum(s.n_trials for s in optuna.get_all_study_summaries(open_storage(None, out)))
-
-
-@pytest.mark.slow
-def test_sigkill_mid_trial_then_resume_loses_nothing_and_repeats_nothing(tmp_path):
-    out = tmp_path / "sw"
-    command = [ABLATE, "run", "-q", *TINY_SWEEP, "trainer.max_steps=60", f"out={out}"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while time.time() < deadline and _journal_trials(out) < 3:  # a few trials in, one of them running
-        time.sleep(0.5)
-    assert process.poll() is None, process.stderr.read().decode()
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    _check_exact_budget(out)
-    storage = open_storage(None, out)
-    stale = [t for s in optuna.get_all_study_summaries(storage)
-             for t in optuna.load_study(study_name=s.study_name, storage=storage).trials if t.user_attrs.get("stale")]
-    assert len(stale) == 1  # the trial that was running when the process died, retried
 
 
 @pytest.mark.slow

@@ -176,4 +176,4 @@ def test_ablate_run_ablation_claims_writes_every_part_and_the_claims_report(tmp_
     # a worker joins one part's sweep, not the suite
     assert main(["worker", "claims"]) == 2
     err = capsys.readouterr().err
-    assert "join the sweep of one part:" in err and "claims/depth" in err and "claims/memory" in err
+    assert "join one part:" in err and "claims/depth" in err and "claims/memory" in err
