@@ -51,6 +51,13 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _panels(n: int):
+    """A figure for one panel per task, three to a row: (figure, rows, columns)."""
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    return _figure(4.6 * ncols + 2.0, 3.4 * nrows + 0.6), nrows, ncols
+
+
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -189,9 +196,7 @@ def learning_curves(agg: Aggregate, path: Path, curves: pd.DataFrame | None = No
     tasks = [t for t in _tasks(agg) if t in set(curves["task"])] or list(dict.fromkeys(curves["task"]))
     variants = _variants(agg)
     colours = palette(list(dict.fromkeys([*variants, *curves["variant"]])), agg.baseline)
-    ncols = min(3, len(tasks))
-    nrows = math.ceil(len(tasks) / ncols)
-    figure = _figure(4.6 * ncols + 2.0, 3.4 * nrows + 0.6)
+    figure, nrows, ncols = _panels(len(tasks))
     axes = []
     with _style():
         for k, task in enumerate(tasks):
@@ -240,9 +245,7 @@ def lr_sensitivity(agg: Aggregate, path: Path) -> Path | None:
     tasks = list(dict.fromkeys(trials["task"]))
     variants = list(dict.fromkeys([*_variants(agg), *trials["variant"]]))
     colours = palette(variants, agg.baseline)
-    ncols = min(3, len(tasks))
-    nrows = math.ceil(len(tasks) / ncols)
-    figure = _figure(4.6 * ncols + 2.0, 3.4 * nrows + 0.6)
+    figure, nrows, ncols = _panels(len(tasks))
     axes = []
     with _style():
         for k, task in enumerate(tasks):
