@@ -100,7 +100,7 @@ class _Part:
     stack: int
 
 
-def _resolve(overrides: list[str], ablation, keys: set[str], *, quiet: bool) -> tuple[list[str], object]:
+def _resolve(overrides: list[str], ablation, keys: set[str]) -> tuple[list[str], object]:
     """The overrides and sweep profile of one ablation: its own profile unless the command line names one."""
     from omegaconf import OmegaConf
 
@@ -127,7 +127,7 @@ def _resolve(overrides: list[str], ablation, keys: set[str], *, quiet: bool) -> 
 def _part(directory: Path, ablation, overrides: list[str], keys: set[str], *, quiet: bool) -> _Part:
     from ablations.config import check_seed, compose_config, to_run_config
 
-    part_overrides, sweep = _resolve(overrides, ablation, keys, quiet=quiet)
+    part_overrides, sweep = _resolve(overrides, ablation, keys)
     cfg = compose_config(part_overrides)
     if "seed" in keys:
         seeds = (int(cfg.seed),)
