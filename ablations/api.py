@@ -146,6 +146,19 @@ def _plans(part: _Part, tasks):
                       else ())
 
 
+def _manifest_writer(command: str, digest: str):
+    """What `run` and `submit` write into each directory before its first unit: its manifest.json (the
+    overrides with every secret masked)."""
+    from ablations.config.secrets import redact
+    from ablations.store.directory import ResultsDir
+
+    def write(directory: Path, ablation, overrides: list[str]) -> None:
+        ResultsDir(directory).write_manifest(ablation=ablation, command=command,
+                                             overrides=[redact(o) for o in overrides], config_hash=digest)
+
+    return write
+
+
 def _check_same_ablation(directory: Path, name: str) -> None:
     """A different ablation into a directory that holds another is refused: its tables would mix the two."""
     from ablations.store.directory import ResultsDir
@@ -205,7 +218,6 @@ def run(overrides: list[str] = (), *, quiet: bool = True) -> Outcome:
 
     from ablations.config import compose_config, config_hash, override_key
     from ablations.config.ablation import Suite, load_ablation
-    from ablations.config.secrets import redact
     from ablations.store.directory import ResultsDir
 
     overrides = list(overrides)
@@ -218,10 +230,7 @@ def run(overrides: list[str] = (), *, quiet: bool = True) -> Outcome:
     ResultsDir(out).check_writable()
     _check_same_ablation(out, spec.name)
 
-    def manifest(directory, ablation, part_overrides):
-        ResultsDir(directory).write_manifest(ablation=ablation, command=command,
-                                             overrides=[redact(o) for o in part_overrides],
-                                             config_hash=config_hash(cfg))
+    manifest = _manifest_writer(command, config_hash(cfg))
 
     if not isinstance(spec, Suite):
         part = _part(out, spec, overrides, keys, quiet=quiet)
@@ -362,7 +371,6 @@ def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, 
 
     from ablations.config import compose_config, config_hash, hardware_elsewhere, override_key
     from ablations.config.ablation import Suite, load_ablation
-    from ablations.config.secrets import redact
     from ablations.execute.cluster import submit_workers
     from ablations.store.directory import ResultsDir
 
@@ -383,9 +391,8 @@ def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, 
     command = command_line(["run", *overrides])
     with hardware_elsewhere():  # the tasks run elsewhere: a GPU the login node lacks is not an error here
         part = _part(out, spec, overrides, keys, quiet=quiet)
-        _execute(part, tasks, lambda: results.write_manifest(
-            ablation=spec, command=command, overrides=[redact(o) for o in part.overrides],
-            config_hash=config_hash(cfg)), quiet=quiet, work=False)
+        manifest = _manifest_writer(command, config_hash(cfg))
+        _execute(part, tasks, lambda: manifest(out, spec, part.overrides), quiet=quiet, work=False)
     submitted = submit_workers(_array_task, out, jobs, cluster=cluster, folder=folder, **parameters)
     if not quiet:
         print(f"submitted {len(submitted)} worker tasks for {out}: {', '.join(j.job_id for j in submitted)}",

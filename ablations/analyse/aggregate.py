@@ -99,11 +99,6 @@ def read_margin(manifest: dict | None) -> float:
     return margin
 
 
-def read_manifest(directory: Path) -> dict | None:
-    """manifest.json as a dict, or None when there is none (a corrupted one: a one-line error naming its line)."""
-    return ResultsDir(directory).manifest()
-
-
 def read_trials(directory: Path) -> pd.DataFrame | None:
     """trials.csv (one row per tuning trial) as a DataFrame, or None when there is none."""
     frame = ResultsDir(directory).read_trials_raw()
@@ -153,7 +148,7 @@ def load(directory: Path, *, ablation: str | None = None, description: str | Non
     """Read a results directory. `ablation`, `description` and `baseline` default to manifest.json's, then to
     the data (the variant called `baseline`, else the first variant in runs.csv)."""
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    manifest = ResultsDir(directory).manifest()  # None when there is none; corrupted: one line
     spec = (manifest or {}).get("ablation") or {}
     runs = clean_runs(read_runs(directory))
     trials = read_trials(directory)

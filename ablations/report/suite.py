@@ -18,10 +18,6 @@ from ablations.store.files import write_text_atomic
 VERDICT_MARKS = {"supported": "✔ supported", "not supported": "✘ not supported", "inconclusive": "? inconclusive"}
 
 
-def _manifest(directory: Path) -> dict | None:
-    return ResultsDir(directory).manifest()
-
-
 def is_suite(directory: Path) -> bool:
     """Whether a results directory holds an ablation with parts (its manifest's ablation has `parts`)."""
     return ResultsDir(directory).is_suite()
@@ -51,7 +47,7 @@ def _part_rows(directory: Path, spec: dict) -> pd.DataFrame:
 
 def build_suite_report(directory: Path, *, rebuild_parts: bool = False) -> dict:
     directory = Path(directory)
-    manifest = _manifest(directory) or {}
+    manifest = ResultsDir(directory).manifest() or {}
     spec = manifest.get("ablation") or {}
     errors: list[str] = []
     if rebuild_parts:

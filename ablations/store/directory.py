@@ -113,9 +113,6 @@ class ResultsDir:
     def write_trials(self, rows: list[dict]) -> None:
         self._write_csv(self.trials_csv, pd.DataFrame(rows, columns=TRIAL_COLUMNS))
 
-    def append_run(self, row: dict) -> None:
-        files.append_run(self.path, row)
-
     def write_manifest(self, **fields) -> None:
         files.write_manifest(self.path, **fields)
 
