@@ -127,6 +127,15 @@ class OptimConfig:
         _check_number("optim", "batch_size", self.batch_size, positive=True, integer=True)
 
 
+#: How a stack's members run their forward and backward (ablations/execute/stack.py): `vmap`, one torch.func.vmap
+#: call over all of them; `loop`, each member's own module in turn, with one optimiser update for all; `auto`, the
+#: one measured faster on the device.
+STACK_ENGINES = ("auto", "vmap", "loop")
+#: Trainer settings that never change what a run computes (left out of its hash and its study's name): diagnostics
+#: only read the model, and a stacked run, by either engine, ends where the same run alone would end.
+NEUTRAL_TRAINER_KEYS = ("diagnostics_every", "stack", "stack_engine")
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     max_steps: int
@@ -140,6 +149,7 @@ class TrainerConfig:
     divergence_factor: float
     diagnostics_every: int = 0  # measure layer diagnostics every this many steps (0: off); see ablations/diagnostics.py
     stack: int = 1  # train up to this many runs of one architecture as one stacked model (ablations/execute/stack.py)
+    stack_engine: str = "auto"  # how a stack's members compute: auto (per device, as measured), vmap or loop
 
     def __post_init__(self):
         for name in ("max_steps", "val_every", "log_every", "devices", "eval_batch_size"):
@@ -147,6 +157,8 @@ class TrainerConfig:
         _check_number("trainer", "diagnostics_every", self.diagnostics_every, integer=True)
         _check_number("trainer", "stack", self.stack, positive=True, integer=True)
         _check_number("trainer", "divergence_factor", self.divergence_factor, positive=True)
+        if self.stack_engine not in STACK_ENGINES:
+            raise ConfigError(f"unknown trainer.stack_engine '{self.stack_engine}'; valid: {', '.join(STACK_ENGINES)}")
         precisions = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
         if self.precision not in precisions:
             raise ConfigError(f"unknown trainer.precision '{self.precision}'; valid: {', '.join(precisions)}")
@@ -187,10 +199,10 @@ class RunConfig:
     def hash(self) -> str:
         """A short content hash: two runs with the same hash computed the same thing. Diagnostics only read the
         model on a held-out probe batch (no randomness, no update), so switching them does not change the hash; a
-        stacked run computes what the run alone would (ablations/execute/stack.py), so `trainer.stack` does not
-        either."""
+        stacked run computes what the run alone would (ablations/execute/stack.py), so `trainer.stack` and its engine
+        do not either."""
         values = self.to_dict()
-        values["trainer"] = {k: v for k, v in values["trainer"].items() if k not in ("diagnostics_every", "stack")}
+        values["trainer"] = {k: v for k, v in values["trainer"].items() if k not in NEUTRAL_TRAINER_KEYS}
         blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

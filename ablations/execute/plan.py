@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from ablations.config import compose_config, dedupe_overrides, to_run_config
+from ablations.config import NEUTRAL_TRAINER_KEYS, compose_config, dedupe_overrides, to_run_config
 from ablations.config.ablation import Ablation
 from models.errors import ConfigError
 from tasks import TASKS
@@ -31,9 +31,6 @@ class CellPlan:
         return f"{self.study}.final.t{trials}.s{seed}" if trials else f"{self.study}.final.s{seed}"
 
 
-#: Settings that never change what a run computes, left out of the study name: diagnostics only read the model,
-#: and a stacked run ends where the same run alone would end.
-NEUTRAL_TRAINER_KEYS = ("diagnostics_every", "stack")
 #: The optimiser settings each search-space key sets (left out of the study name when tuned).
 TUNED_OPTIM_KEYS = {"lr": "lr", "weight_decay": "weight_decay", "warmup_frac": "warmup_steps"}
 

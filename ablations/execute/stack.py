@@ -8,12 +8,16 @@ done generically with `torch.func`, so that a plugin component stacks without ed
 
 How each member stays its own run:
 - Parameters: every member is built exactly as `run.train` builds it (`pl.seed_everything(seed)`, then
-  `run.build`), and `torch.func.stack_module_state` stacks the K models' parameters and buffers along a new
-  leading dimension; one forward is `vmap(functional_call)` over that dimension and the K batches. Each member's
-  loss depends only on its own slice, so one backward of the summed losses gives each member its own gradient.
-- `F.scaled_dot_product_attention` has no batching rule on the CPU (vmap would loop over members, per sample,
-  and warn): while the stack runs, the function is swapped for one whose vmap rule folds the member dimension
-  into the attention's batch dimension (a parameter-free op, so that is exact: one kernel call for all members).
+  `run.build`), and `torch.func.stack_module_state` stacks the K models' parameters along a new leading
+  dimension, which the one optimiser updates. Two engines compute the losses and gradients (`trainer.stack_engine`;
+  `auto` picks the one measured faster on the device, `AUTO_ENGINE`):
+  - `vmap`: one forward is `vmap(functional_call)` over that dimension, the stacked buffers and the K batches, one
+    kernel per op for all members. Each member's loss depends only on its own slice, so one backward of the summed
+    losses gives each member its own gradient. For a GPU, where one tiny model leaves the device idle.
+  - `loop`: each member's own module, its parameters views of its slice of the stacked storage, runs its forward
+    and backward in turn, with its unstacked run's very kernels; the gradients are stacked for the update. For the
+    CPU, where vmap's batched kernels are slower than the plain ones and one model already keeps the cores busy:
+    what a stack saves there is the per-run harness (one update for all, no Trainer per run), not arithmetic.
 - Optimiser: `StackedAdamW` is torch.optim.AdamW's update (eps, bias correction, decoupled decay, betas
   `module.BETAS`) over the stacked tensors, with one learning rate and weight decay per member, decay only on
   parameters of dimension >= 2 per member, as `module.AblationModule` groups them. Each member's learning rate
@@ -34,21 +38,20 @@ same resolution as `run.train`; forward and validation under Fabric's autocast, 
 in `run.train`). A `Trainer` has one global step, one `should_stop` and one logger, while K members stop,
 prune, validate and log on their own; driving that through a Trainer would fight it at every step.
 
-Default `trainer.stack` per device: 1. On the 2-core CPU the default model (d_model 64, 2 layers, batch 64) is
-compute-bound (one batch-512 step costs about eight batch-64 steps, DESIGN.md), so a stack of K does K times
-the arithmetic of one run and cannot be faster than K runs in sequence; parallel workers with one thread each
-are the lever there. Measured (OMP_NUM_THREADS=1, task copy, d_model 64, 2 layers, batch 64, 100 steps, one
-validation and the test, no diagnostics, three repeats on the quiet 2-core machine): four unstacked `train`
-runs took 19.6-20.1 s, one stack of the same four 21.9-23.2 s, so stacking is about 13% slower there. On a
-GPU, where each tiny model leaves the device idle, stacking is expected to pay (DESIGN.md; not yet measured
-with this engine); `stackable` says which architectures can.
+Default `trainer.stack` per device: 1, so that a tuned sweep's sampler sees each trial's result before it samples
+the next (a stack of K samples K trials before any of them ends). Measured on the 2-core CPU (OMP_NUM_THREADS=1,
+task copy, default model, 100 steps, 8 runs, benchmarks/README.md "stack engines"): 8 unstacked `train` runs took
+13.1-13.8 s, one loop-engine stack of the same 8 12.2-12.8 s (0.93 of the time), a vmap stack 16.0-16.7 s (1.22).
+On a GPU, where each tiny model leaves the device idle, the vmap engine is expected to pay (HFTA; not yet measured
+here: no GPU session so far).
 
 What does not stack (`stackable` says why, and the caller runs those units unstacked): several devices
 (`trainer.devices` > 1), `16-mixed` precision (a loss scaler per member), dropout (the masks come from one
-global random stream that a stack cannot replay per member), and any model whose forward is not a pure function
-of its parameters and input under `vmap` (data-dependent Python control flow such as `.item()`, in-place updates
-of state shared across members, random ops): `stackable` probes the architecture once with two members and
-compares the stacked loss and gradients with the unstacked ones.
+global random stream that a stack cannot replay per member), and, for the vmap engine only, any model whose
+forward is not a pure function of its parameters and input under `vmap` (data-dependent Python control flow such
+as `.item()`, in-place updates of state shared across members, random ops): `stackable` probes the architecture
+once with two members and compares the stacked loss and gradients with the unstacked ones. Under the loop engine
+every member runs its own module, so any such model stacks.
 """
 
 from __future__ import annotations
@@ -249,6 +252,22 @@ def _stacked_losses(base, params, buffers, inputs, targets) -> torch.Tensor:
 
 _STACKABLE: dict[tuple, tuple[bool, str]] = {}
 
+#: `trainer.stack_engine=auto`, per accelerator, as measured (benchmarks/README.md, "stack engines"): on the 2-core
+#: CPU one training step of the default model cost 12.3-13.3 ms a member with the loop engine, 12.7-13.2 ms
+#: unstacked and 15.4-18.6 ms with vmap at 1, 2, 4 and 8 members (vmap's batched kernels, bmm with a broadcast
+#: bias add and an unfused GELU backward, are slower there than the plain ones, at any stack size). On a GPU one
+#: tiny model leaves the device idle, so one kernel for all members is the point: vmap (not yet measured).
+AUTO_ENGINE = {"cpu": "loop"}
+
+
+def engine(cfg: RunConfig) -> str:
+    """The engine a stack of this config uses: `trainer.stack_engine`, or for `auto` the device's measured one."""
+    chosen = cfg.trainer.stack_engine
+    if chosen != "auto":
+        return chosen
+    accelerator, _ = resolve_hardware(cfg.trainer.accelerator, cfg.trainer.precision)
+    return AUTO_ENGINE.get(accelerator, "vmap")
+
 
 def _components(cfg: RunConfig) -> tuple:
     """The classes a config's names resolve to: a test or plugin that re-registers a name gets a fresh probe."""
@@ -260,7 +279,7 @@ def _components(cfg: RunConfig) -> tuple:
 def stackable(cfg: RunConfig) -> tuple[bool, str]:
     """Whether runs of this architecture can train stacked, and why not (or, when they can, a note such as an
     op vmap runs member by member). Probed once per `stack_key` (see the module docstring)."""
-    key = (stack_key(cfg), _components(cfg))
+    key = (stack_key(cfg), engine(cfg), _components(cfg))
     if key not in _STACKABLE:
         _STACKABLE[key] = _probe(cfg)
     return _STACKABLE[key]
@@ -276,6 +295,8 @@ def _probe(cfg: RunConfig) -> tuple[bool, str]:
     if cfg.model.dropout > 0:
         return False, (f"model.dropout={cfg.model.dropout}: dropout masks come from one global random stream, "
                        f"which a stack cannot replay per member")
+    if engine(cfg) == "loop":
+        return True, ""  # each member runs its own module: any architecture computes exactly as alone
     try:
         fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)
         models, batches = [], []
@@ -400,24 +421,48 @@ def _start(member: Member, fabric: Fabric) -> _Run:
 
 
 class _Stack:
-    """The active members' stacked parameters, buffers and optimiser; members leave it when they end."""
+    """The active members' stacked parameters and optimiser; members leave it when they end.
 
-    def __init__(self, runs: list[_Run]):
+    Two engines compute the members' losses and gradients (`trainer.stack_engine`, `engine`):
+    - `vmap`: one `torch.func.vmap(functional_call)` over the stacked parameters and buffers and the K batches
+      (one kernel per op for all members: what a GPU needs);
+    - `loop`: each member's own module in turn, its parameters views of its slice of the stacked storage, so its
+      forward and backward are exactly its unstacked run's kernels, and the members' gradients are stacked for
+      one optimiser update (what the CPU needs: the plain kernels are faster there than vmap's batched ones).
+    """
+
+    def __init__(self, runs: list[_Run], engine: str):
         self.runs = list(runs)
-        params, self.buffers = stack_module_state([r.model for r in runs])
+        self.engine = engine
+        params, buffers = stack_module_state([r.model for r in runs])
         self.optimizer = StackedAdamW(params)
-        self.base = copy.deepcopy(runs[0].model)  # functional_call's module: its own tensors are never read
+        if engine == "loop":
+            self.buffers = {}  # each member's module keeps its own
+            self._bind()
+        else:
+            self.buffers = buffers
+            self.base = copy.deepcopy(runs[0].model)  # functional_call's module: its own tensors are never read
 
     @property
     def params(self) -> dict[str, torch.Tensor]:
         return self.optimizer.params
 
+    def _bind(self) -> None:
+        """(loop) Each member's module parameters become views of its slice of the stacked parameters: the stacked
+        update writes what its forward reads."""
+        self.own = []
+        for i, run in enumerate(self.runs):
+            named = dict(run.model.named_parameters())
+            for name, p in named.items():
+                p.data = self.params[name].detach()[i]
+            self.own.append(named)
+
     @torch.no_grad()
     def materialise(self, run: _Run, grads: bool = False) -> torch.nn.Module:
         """The member's template model holding its current parameters (and, with `grads`, its gradients); a member
         that has left the stack already holds its last ones."""
-        if run not in self.runs:
-            return run.model
+        if run not in self.runs or self.engine == "loop":
+            return run.model  # (loop) its parameters are views of the stack's, its gradients its own
         i = self.runs.index(run)
         for name, p in run.model.named_parameters():
             p.copy_(self.params[name][i])
@@ -429,13 +474,19 @@ class _Stack:
     def drop(self, leaving: list[_Run]) -> None:
         for run in leaving:
             self.materialise(run)
+            if self.engine == "loop":
+                for p in run.model.parameters():
+                    p.data = p.data.clone()  # its last parameters, apart from the stack's storage
         keep = [i for i, r in enumerate(self.runs) if r not in leaving]
         index = torch.tensor(keep, dtype=torch.long, device=next(iter(self.params.values())).device)
         self.optimizer.keep(index)
         self.buffers = {n: b[index] for n, b in self.buffers.items()}
         self.runs = [self.runs[i] for i in keep]
+        if self.engine == "loop":
+            self._bind()
 
     def losses(self, inputs, targets) -> torch.Tensor:
+        """(vmap) Every member's loss, one backward for all."""
         for p in self.params.values():
             p.grad = None
         losses = _stacked_losses(self.base, self.params, self.buffers, inputs, targets)
@@ -443,12 +494,22 @@ class _Stack:
         return losses.detach()
 
     def alone(self, run: _Run, inputs, targets) -> None:
-        """One member's forward and backward on its own (to find which member a failing stacked step is due to)."""
+        """(vmap) One member's forward and backward on its own (to find whose failure a failing stacked step is)."""
         i = self.runs.index(run)
         params = {n: p.detach()[i].clone().requires_grad_() for n, p in self.params.items()}
         buffers = {n: b[i].clone() for n, b in self.buffers.items()}
         loss_sum, _, count = batch_scores(functional_call(self.base, (params, buffers), (inputs,)), targets)
         (loss_sum / count.clamp_min(1)).backward()
+
+    def gather(self) -> None:
+        """(loop) The members' gradients, stacked for the update. A parameter no member has a gradient for is
+        skipped, as torch's AdamW skips it; a member without one (it failed in this step) leaves before the update."""
+        for name, stacked in self.params.items():
+            grads = [own[name].grad for own in self.own]
+            if all(g is None for g in grads):
+                stacked.grad = None
+                continue
+            stacked.grad = torch.stack([g if g is not None else torch.zeros_like(stacked[0]) for g in grads])
 
 
 def train_stack(members: list[Member]) -> list[dict]:
@@ -479,7 +540,7 @@ def train_stack(members: list[Member]) -> list[dict]:
                 rows[i] = _failed_start(member, exc, accelerator, precision, len(members))
         runs = list(started.values())
         if runs:
-            _loop(runs, _Stack(runs), fabric, trainer.max_steps)
+            _loop(runs, _Stack(runs, engine(members[0].cfg)), fabric, trainer.max_steps)
         for i, run in started.items():
             rows[i] = _finish(run, accelerator, precision, len(members))
         return [rows[i] for i in range(len(members))]
@@ -513,8 +574,12 @@ def _loop(runs: list[_Run], stack: _Stack, fabric: Fabric, max_steps: int) -> No
     while stack.runs and batch < max_steps:
         start = time.perf_counter()
         inputs, targets = zip(*(next(r.batches) for r in stack.runs))
-        inputs, targets = torch.stack(inputs).to(fabric.device), torch.stack(targets).to(fabric.device)
-        losses = _step(stack, inputs, targets, batch, fabric)
+        if stack.engine == "loop":
+            losses = _loop_step(stack, [x.to(fabric.device) for x in inputs], [y.to(fabric.device) for y in targets],
+                                fabric)
+        else:
+            losses = _step(stack, torch.stack(inputs).to(fabric.device), torch.stack(targets).to(fabric.device),
+                           batch, fabric)
         active = list(stack.runs)
         stopping = []
         checked = any(Divergence.due(batch, r.cfg.trainer.log_every, max_steps) for r in active)
@@ -552,8 +617,30 @@ def _loop(runs: list[_Run], stack: _Stack, fabric: Fabric, max_steps: int) -> No
     stack.drop(list(stack.runs))  # every template model now holds its member's last parameters
 
 
+def _loop_step(stack: _Stack, inputs: list, targets: list, fabric: Fabric) -> torch.Tensor:
+    """(loop) Each member's forward and backward on its own module, as `module.AblationModule.training_step` and
+    Lightning do them (forward under autocast, backward outside it); a member whose step raises fails alone."""
+    losses = []
+    for run, own, x, y in zip(stack.runs, stack.own, inputs, targets):
+        for p in own.values():
+            p.grad = None
+        try:
+            with fabric.autocast():
+                loss_sum, _, count = batch_scores(run.model(x), y)
+                loss = loss_sum / count.clamp_min(1)
+            loss.backward()
+            losses.append(loss.detach().float())
+        except Exception as exc:  # noqa: BLE001 - its own step failed: its result, not the others'
+            run.fail(exc)
+            for p in own.values():
+                p.grad = None
+            losses.append(torch.tensor(math.nan, device=x.device))
+    stack.gather()
+    return torch.stack(losses)
+
+
 def _step(stack: _Stack, inputs, targets, batch: int, fabric: Fabric) -> torch.Tensor:
-    """The stacked forward and backward; when it fails, each member is run alone to find whose failure it is,
+    """(vmap) The stacked forward and backward; when it fails, each member is run alone to find whose failure it is,
     those members fail, and the step is redone for the rest. A failure no member has alone fails them all."""
     try:
         with fabric.autocast():

@@ -364,6 +364,15 @@ def next_slot(study, budget: int) -> int | None:
     return free[0] if free else None
 
 
+def upcoming_slot(study, budget: int) -> int | None:
+    """The slot the next claim would take: an enqueued redo's (Optuna hands out the oldest waiting trial first),
+    else the lowest free one; None when none is left."""
+    waiting = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.WAITING]
+    if waiting:
+        return min(waiting, key=lambda t: t.number).user_attrs.get(SLOT)
+    return next_slot(study, budget)
+
+
 def claim(study, budget: int):
     """Ask for a trial and give it a slot within the budget; None (the trial closed as surplus) when none is
     left. An enqueued redo brings its own slot; a fresh trial takes the lowest slot no earlier trial holds."""

@@ -40,13 +40,13 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from ablations.config import RunConfig, compose_config, to_run_config
+from ablations.config import RunConfig, check_seed, compose_config, to_run_config
 from ablations.config.ablation import Ablation
 from ablations.config.sweep import SPACE_KEYS, SweepConfig, heartbeat_seconds
 from ablations.execute.plan import CellPlan
 from ablations.execute.signals import Interrupted, deferred, ignored_by_children
 from ablations.execute.storage import (SLOT, Heartbeat, _alive, _counts, claim, claimable, fail_stale, give_back,
-                                      holds_slot, next_slot, open_storage, progress_of)
+                                      holds_slot, next_slot, open_storage, progress_of, slots_of, upcoming_slot)
 from ablations.store.directory import ResultsDir
 from ablations.store.files import locked
 from models.errors import ConfigError
@@ -108,6 +108,7 @@ class Worker:
         self.notices: set[str] = set()
         self._studies: dict[str, optuna.Study] = {}
         self._keys: dict[str, str] = {}
+        self._seedless: dict[str, RunConfig | None] = {}
 
     # studies --------------------------------------------------------------------------------------------
     def study(self, name: str, direction: str, **attrs) -> optuna.Study:
@@ -145,9 +146,24 @@ class Worker:
                                   f"out=DIR or remove that directory")
 
     # one unit of work -----------------------------------------------------------------------------------
+    def _seeded(self, plan: CellPlan, seed: int) -> RunConfig:
+        """The cell's config at this seed. Composing costs about 0.15 s (Hydra reads every YAML file again), a
+        tenth of a short run, so each cell is composed at two seeds once; when they differ in the seed alone
+        (no value interpolates it) every other seed is the same config with that seed."""
+        def compose(at: int) -> RunConfig:
+            return to_run_config(compose_config(list(plan.overrides) + [f"seed={at}"]))
+
+        if plan.study not in self._seedless:
+            first, second = compose(0), compose(1)
+            self._seedless[plan.study] = first if dataclasses.replace(second, seed=0) == first else None
+        template = self._seedless[plan.study]
+        if template is None:
+            return compose(seed)
+        check_seed(seed)
+        return dataclasses.replace(template, seed=seed)
+
     def _config(self, plan: CellPlan, seed: int, params: dict | None) -> RunConfig:
-        overrides = list(plan.overrides) + [f"seed={seed}"]
-        cfg = to_run_config(compose_config(overrides))
+        cfg = self._seeded(plan, seed)
         if not params:
             return cfg
         optim = cfg.optim
@@ -169,7 +185,7 @@ class Worker:
         # the same history, whether or not the sweep was interrupted before it.
         slot = next_slot(study, self.sweep.trials)
         study.sampler = optuna.samplers.TPESampler(seed=self.sweep.sampler_seed + (slot or 0),
-                                                   n_startup_trials=max(1, min(10, self.sweep.trials // 3)))
+                                                   n_startup_trials=self.sampler_startup())
         trial = claim(study, self.sweep.trials)
         if trial is None:
             return None
@@ -178,6 +194,28 @@ class Worker:
         cfg = self._config(plan, TRIAL_SEED_OFFSET + slot, params)
         return Unit(plan, "tune", study, trial, slot, cfg, self.results.trial_dir(plan.variant, plan.task, slot),
                     params)
+
+    def sampler_startup(self) -> int:
+        """Trials the TPE sampler draws at random before it models the finished ones."""
+        return max(1, min(10, self.sweep.trials // 3))
+
+    def _may_join(self, plan: CellPlan) -> bool:
+        """Whether the cell's next tuning trial may join a stack that is being formed. Trials of one stack all
+        start before any of them ends, so a trial that would learn from earlier ones (the sampler models finished
+        trials after its startup draws, the median pruner compares with finished trials after its startup ones)
+        joins only once those startup trials have ended; until then the stack takes just the startup trials. A
+        stack thus forfeits neither the pruning that a one-by-one sweep gets nor, beyond what any parallel
+        tuning gives up, its sampling."""
+        startup = self.sampler_startup()
+        if self.sweep.pruner == "median":
+            startup = max(startup, self.sweep.pruner_startup_trials)
+        startup = min(startup, self.sweep.trials)
+        study = self.tuning(plan)
+        slot = upcoming_slot(study, self.sweep.trials)
+        if slot is None or slot < startup:
+            return True
+        finished, _ = slots_of(study)
+        return all(s in finished for s in range(startup))
 
     def _claim_final(self, plan: CellPlan, seed: int) -> Unit | None:
         study = self.final(plan, seed)
@@ -193,13 +231,15 @@ class Worker:
                     params)
 
     def _candidates(self):
-        """Claim attempts in plan order: each cell's tuning trials, then its finals once its tuning is done."""
+        """Claim attempts in plan order: each cell's tuning trials, then its finals once its tuning is done. An
+        attempt takes `joining`: whether the unit would join a stack that already has members (`_may_join`)."""
         for plan in self.plans:
             if self.sweep.tunes:
-                yield plan, lambda plan=plan: self._claim_tune(plan)
+                yield plan, lambda joining, plan=plan: (None if joining and not self._may_join(plan)
+                                                        else self._claim_tune(plan))
             if self.tuning_finished(plan):
                 for seed in self.seeds:
-                    yield plan, lambda plan=plan, seed=seed: self._claim_final(plan, seed)
+                    yield plan, lambda joining, plan=plan, seed=seed: self._claim_final(plan, seed)
 
     def _stack_key(self, plan: CellPlan) -> str:
         from ablations.execute.stack import stack_key
@@ -215,7 +255,7 @@ class Worker:
             if units and (len(units) >= self.stack or self._stack_key(plan) != self._stack_key(units[0].plan)):
                 continue
             while len(units) < self.stack:
-                unit = attempt()
+                unit = attempt(bool(units))
                 if unit is None:
                     break
                 units.append(unit)

@@ -238,3 +238,39 @@ def test_a_stacked_grid_ends_where_the_unstacked_grid_ends(tmp_path, monkeypatch
         assert abs(a["score"] - b["score"]) <= 0.01
     results = [json.loads(p.read_text()) for p in (tmp_path / "stacked" / "runs").glob("*/*/*/result.json")]
     assert all(r.get("stack", {}).get("size") == 3 for r in results), "they really trained stacked"
+
+
+def test_a_stacked_sweep_stacks_later_trials_only_once_the_startup_trials_have_ended(tmp_path, monkeypatch):
+    """Trials of one stack start together, so a trial that the sampler or the median pruner would judge by earlier
+    trials joins a stack only once those startup trials (here 2) have ended: the first stack of each cell holds
+    trials 0-1, the second trials 2-5, each pruned against trials that really finished."""
+    monkeypatch.chdir(tmp_path)
+    sweep = ["ablation=pair", *TINY, "sweep=quick", "sweep.trials=6", "sweep.seeds=2", "sweep.pruner=median",
+             "sweep.pruner_startup_trials=2", "trainer.stack=6"]
+    assert main(["run", "-q", *sweep, "out=stacked"]) == 0
+    sizes = {(p.parts[-4], p.parts[-2]): json.loads(p.read_text())["stack"]["size"]
+             for p in (tmp_path / "stacked" / "trials").glob("*/*/*/result.json")}
+    for variant in ("baseline", "post_norm"):
+        assert [sizes[(variant, f"t{slot}")] for slot in range(6)] == [2, 2, 4, 4, 4, 4], sizes
+    finals = [json.loads(p.read_text())["stack"]["size"] for p in (tmp_path / "stacked" / "runs").glob("*/*/*/result.json")]
+    assert finals == [2] * 4  # each cell's two seeds train as one stack
+
+
+def test_a_cell_is_composed_once_unless_a_value_interpolates_the_seed():
+    """Worker._seeded: every seed's config is exactly what composing at that seed gives, by the shortcut (one
+    composition per cell) where only the seed differs, and by composing again where a value follows the seed."""
+    from types import SimpleNamespace
+
+    from ablations.config import compose_config, to_run_config
+    from ablations.execute.plan import CellPlan
+    from ablations.execute.worker import Worker
+
+    plain = CellPlan("baseline", "copy", ("task=copy", *TINY), "plain", "maximize")
+    linked = CellPlan("baseline", "copy", ("task=copy", *TINY, "optim.warmup_steps=${seed}"), "linked", "maximize")
+    worker = SimpleNamespace(_seedless={})
+    for plan in (plain, linked):
+        for seed in (0, 3, 1004):
+            expected = to_run_config(compose_config([*plan.overrides, f"seed={seed}"]))
+            assert Worker._seeded(worker, plan, seed) == expected
+    assert worker._seedless["plain"] is not None and worker._seedless["linked"] is None
+    assert Worker._seeded(worker, linked, 7).optim.warmup_steps == 7
