@@ -17,7 +17,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.errors import ConfigError
+from ablations import require_own_packages
+
+require_own_packages()  # a user's own `models` or `tasks` first on sys.path: one line saying so
+
+from ablations.config.ablation import seed_keys  # noqa: E402
+from models.errors import ConfigError  # noqa: E402
 
 
 @dataclass
@@ -96,8 +101,9 @@ class _Part:
     ablation: object
     overrides: list[str]
     sweep: object
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # with ablation.seeds=auto: every seed the design may add (each checked now)
     stack: int
+    margin: float = 0.05    # report.margin: the equivalence margin of ablation.seeds=auto's looks
 
 
 def _resolve(overrides: list[str], ablation, keys: set[str]) -> tuple[list[str], object]:
@@ -129,14 +135,25 @@ def _part(directory: Path, ablation, overrides: list[str], keys: set[str], *, qu
 
     part_overrides, sweep = _resolve(overrides, ablation, keys)
     cfg = compose_config(part_overrides)
-    if "seed" in keys:
+    if ablation.adaptive:
+        # Seeds chosen by data: an explicit count of seeds cannot also hold. A sweep profile's own `seeds` (the
+        # finals of `sweep=quick`) gives way to the design, and says so.
+        clash = next((k for k in ("seed", "sweep.seeds") if k in keys), None)
+        if clash:
+            raise ConfigError(f"{clash}= sets the seeds itself and cannot be combined with ablation.seeds=auto (seeds "
+                              f"chosen by data, up to ablation.max_seeds); drop one of the two")
+        if sweep.tunes and sweep.seeds:
+            print(f"note: ablation.seeds=auto chooses the final seeds of {ablation.name}; the sweep profile's "
+                  f"seeds={sweep.seeds} is not used", file=sys.stderr)
+        seeds = tuple(range(ablation.seed_plan[2]))
+    elif "seed" in keys:
         seeds = (int(cfg.seed),)
     else:
         seeds = tuple(range(sweep.seeds)) if sweep.tunes and sweep.seeds else tuple(ablation.seeds)
     for seed in seeds:  # the ablation's own seeds too, not only seed=N: out of range is one line, now
         check_seed(seed, f"each seed of ablation {ablation.name}")
     stack = int(getattr(to_run_config(cfg).trainer, "stack", 1))
-    return _Part(directory, ablation, part_overrides, sweep, seeds, stack)
+    return _Part(directory, ablation, part_overrides, sweep, seeds, stack, float(cfg.report.margin))
 
 
 def _plans(part: _Part, tasks):
@@ -173,18 +190,70 @@ def _check_same_ablation(directory: Path, name: str) -> None:
 def _execute(part: _Part, tasks, started, *, quiet: bool, wait: bool = True, work: bool = True) -> bool:
     """Claim and do the part's units (with sweep.workers-1 helper processes); True when all are done. Without
     `work`, only validate, write the manifest and open the storage (for workers elsewhere to claim from)."""
+    plans = _plans(part, tasks)
+    if part.ablation.adaptive:
+        return _execute_adaptive(part, plans, started, quiet=quiet, wait=wait, work=work)
+    return _execute_units(part, plans, list(part.seeds), started, quiet=quiet, wait=wait, work=work)
+
+
+def _execute_adaptive(part: _Part, plans, started, *, quiet: bool, wait: bool, work: bool) -> bool:
+    """ablation.seeds=auto: look after look of the sequential design (ablations/analyse/sequential.py), each look
+    the units of the cells still open and of their task's baseline at the look's seeds, then the analysis that
+    closes the decided cells. Everything is read back from the storage and runs.csv, so the same command run again
+    (or an `ablate worker`) replays the finished looks to the same decisions, resumes the open one, and ends with
+    the same tables and the same `sequential.json`. A look is analysed only once all its units are done: a worker
+    that does not wait (`ablate worker`) returns when others still run units of its look, and whoever finishes
+    the look's last unit goes on to the next."""
+    from ablations.analyse import sequential
+    from ablations.analyse.stats import ALPHA
+    from ablations.execute.worker import Worker
+    from ablations.store.files import read_runs, write_json_atomic
+
+    baseline = part.ablation.baseline
+    low, step, high = part.ablation.seed_plan
+    cells = [(p.variant, p.task) for p in plans if p.variant != baseline]
+    design = sequential.Design(low, high, step, n_cells=len(cells), alpha=ALPHA, margin=part.margin)
+    sequence = sequential.Sequence(design, baseline, cells)
+    while not sequence.done():
+        first = sequence.look == 0
+        pending = sequence.pending()
+        open_tasks = {t for _, t in pending}
+        look_plans = plans if first else [p for p in plans if (p.variant, p.task) in pending
+                                          or (p.variant == baseline and p.task in open_tasks)]
+        n = sequence.next_seeds()
+        if not quiet and not first:
+            names = ", ".join(f"{v} x {t}" for v, t in pending)
+            print(f"look {sequence.look + 1} of {len(design.looks)}: {len(pending)} cell(s) undecided ({names}); "
+                  f"seeds {sequence.history[-1]['seeds']}..{n - 1} added to them and their task's baseline",
+                  file=sys.stderr)
+        finished = _execute_units(part, look_plans, list(range(n)), started if first else (lambda: None),
+                                  quiet=quiet, wait=wait, work=work, resuming=first)
+        if not work or not finished:
+            return False
+        runs = read_runs(part.directory)
+        sequence.observe(runs[runs["ablation"].astype(str) == part.ablation.name])
+        write_json_atomic(part.directory / sequential.RECORD, sequence.to_dict())
+        if not quiet:
+            print(f"look {sequence.look} ({n} seeds per side): {sequence.outcome()}", file=sys.stderr)
+    # The tables in the plan's order (each look's export ordered only its own cells first).
+    Worker(part.directory, part.ablation, plans, part.sweep, [0], stack=part.stack).export()
+    return True
+
+
+def _execute_units(part: _Part, plans, seeds: list[int], started, *, quiet: bool, wait: bool = True,
+                   work: bool = True, resuming: bool = True) -> bool:
+    """Claim and do the units of `plans` at `seeds` (see `_execute`)."""
     from ablations.execute.worker import Worker, start_local_workers, stop_local_workers
     from ablations.store.directory import ResultsDir
 
     results = ResultsDir(part.directory)
-    plans = _plans(part, tasks)
     if results.exists():
         results.check()  # read only: a corrupted file is one line naming it, and nothing is written
     with results.unmade_on_error():  # every process of a grid or sweep cooperates through the storage
-        worker = Worker(results.path, part.ablation, plans, part.sweep, list(part.seeds), stack=part.stack)
+        worker = Worker(results.path, part.ablation, plans, part.sweep, seeds, stack=part.stack)
         worker.check_conflicts()
         done, total = worker.units()
-        if not quiet and done:
+        if not quiet and done and resuming:
             print(f"resuming {results.path}: {done} of {total} units already done", file=sys.stderr)
         started()
         if not work:
@@ -220,13 +289,13 @@ def run(overrides: list[str] = (), *, quiet: bool = True) -> Outcome:
     from ablations.config.ablation import Suite, load_ablation
     from ablations.store.directory import ResultsDir
 
-    overrides = list(overrides)
+    command = command_line(["run", *overrides])
+    overrides = seed_keys(list(overrides))
     cfg = compose_config(overrides)
     spec = load_ablation(OmegaConf.to_container(cfg.ablation, resolve=True))
     keys = {override_key(o) for o in overrides}
     tasks = (cfg.task.name,) if "task" in keys else None
     out = Path(cfg.out) if cfg.out else Path("results") / spec.name
-    command = command_line(["run", *overrides])
     ResultsDir(out).check_writable()
     _check_same_ablation(out, spec.name)
 
@@ -277,7 +346,7 @@ def _check_worker_manifest(path: Path, manifest: dict) -> None:
                              ("baseline", "a string", lambda v: isinstance(v, str)),
                              ("tasks", "a list of task names", lambda v: isinstance(v, list)
                               and all(isinstance(t, str) for t in v)),
-                             ("seeds", "a list of integers", lambda v: isinstance(v, list)
+                             ("seeds", "a list of integers or auto", lambda v: v == "auto" or isinstance(v, list)
                               and all(isinstance(t, int) and not isinstance(t, bool) for t in v)),
                              ("variants", "an object of variant: [overrides]", lambda v: isinstance(v, dict)
                               and all(isinstance(o, list) and all(isinstance(x, str) for x in o)
@@ -355,8 +424,17 @@ def worker(directory: str | Path, *, storage: str | None = None, quiet: bool = T
     keys = {override_key(o) for o in overrides}
     tasks = (compose_config(overrides).task.name,) if "task" in keys else None
     part = _part(results.path, ablation, overrides, keys, quiet=quiet)
+    _one_process_storage(part.sweep.storage, "ablate worker")
     finished = _execute(part, tasks, lambda: None, quiet=quiet, wait=False)
     return Outcome(results.path, _report(results.path) if finished else None, finished)
+
+
+def _one_process_storage(storage: str | None, joining: str) -> None:
+    """A sqlite storage serves one process (SweepConfig refuses sweep.workers > 1 with it); a worker joining
+    from elsewhere, or array tasks, would be several."""
+    if storage and storage.startswith("sqlite:"):
+        raise ConfigError(f"{joining} cannot share a sqlite storage ({storage}): it is for one process; start the "
+                          f"sweep with the default journal file or postgresql:// to share it")
 
 
 @_interruptible
@@ -376,7 +454,8 @@ def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, 
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"the number of worker tasks must be a positive integer, got {jobs!r}")
-    overrides = list(overrides)
+    command = command_line(["run", *overrides])
+    overrides = seed_keys(list(overrides))
     cfg = compose_config(overrides)
     spec = load_ablation(OmegaConf.to_container(cfg.ablation, resolve=True))
     if isinstance(spec, Suite):
@@ -388,9 +467,9 @@ def submit(overrides: list[str] = (), *, jobs: int, cluster: str | None = None, 
     results = ResultsDir(out)
     results.check_writable()
     _check_same_ablation(out, spec.name)
-    command = command_line(["run", *overrides])
     with hardware_elsewhere():  # the tasks run elsewhere: a GPU the login node lacks is not an error here
         part = _part(out, spec, overrides, keys, quiet=quiet)
+        _one_process_storage(part.sweep.storage, "SLURM array tasks")
         manifest = _manifest_writer(command, config_hash(cfg))
         _execute(part, tasks, lambda: manifest(out, spec, part.overrides), quiet=quiet, work=False)
     submitted = submit_workers(_array_task, out, jobs, cluster=cluster, folder=folder, **parameters)

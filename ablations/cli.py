@@ -1,12 +1,17 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete: this command completes its arguments, see ablations/completion.py)
 """`ablate`: the command line.
 
     ablate train [OVERRIDES]     one run, e.g. `ablate train task=copy model.residual=none`
     ablate run [OVERRIDES]       an ablation grid (default: conf/ablation/default.yaml) and its report
     ablate worker DIR            join the grid or sweep of a results directory (another process or machine)
     ablate report DIR [--compare OTHER]   report.md, report.html, figures/ and tables/ of a results directory
+    ablate config [OVERRIDES]    the resolved configuration those overrides give, as YAML (Hydra's --cfg job)
+    ablate export DIR [--to parquet|csv|json]   its runs, trials and diagnostics as tidy tables
     ablate list [-v]             every registered component, task, ablation and sweep profile (plugins too)
     ablate check KIND NAME       the conformance checks every built-in passes, on one component or task
     ablate new KIND NAME         write ./NAME.py, a working plugin of that kind to start from
+
+Shell completion (subcommands, config keys, registered names): `eval "$(register-python-argcomplete ablate)"`.
 
 Every command is a thin client of `ablations.api`, which does the work. Overrides use Hydra's grammar (`key=value`). Bad input is one line on stderr and exit status 2; `--debug`
 shows the traceback instead.
@@ -18,8 +23,6 @@ import argparse
 import os
 import sys
 from pathlib import Path
-
-from models.errors import ConfigError
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
@@ -50,6 +53,21 @@ def cmd_report(args) -> int:
     built = api.report(args.directory, compare=args.compare)
     print(built["report_md"])
     print(built["report_html"])
+    return 0
+
+
+def cmd_config(args) -> int:
+    from ablations.config import resolved_yaml
+
+    sys.stdout.write(resolved_yaml(args.overrides))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ablations.store.export import export
+
+    for path in export(args.directory, args.to, args.out):
+        print(path)
     return 0
 
 
@@ -99,6 +117,8 @@ def cmd_list(args) -> int:
 
 def _only_plugin_overrides(overrides: list[str]) -> None:
     """`check` and `new` take no config, only `plugins=[...]` (read by `main` before the command runs)."""
+    from models.errors import ConfigError
+
     for text in overrides:
         if not text.lstrip("+").startswith("plugins="):
             raise ConfigError(f"unexpected argument '{text}': only plugins=[module,...] may follow the kind and name")
@@ -128,6 +148,7 @@ def cmd_new(args) -> int:
 
     from ablations.templates import TEMPLATES, render
     from models.conformance import registry_of
+    from models.errors import ConfigError
     from models.registry import closest
 
     if args.kind not in TEMPLATES:
@@ -150,6 +171,8 @@ def cmd_new(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ablations.completion import complete_overrides
+
     parser = argparse.ArgumentParser(prog="ablate", description="Architecture ablations of the Transformer.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -157,10 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
                              ("run", cmd_run, "run an ablation grid and write its report")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                       help="Hydra overrides, e.g. task=digits model.residual=none optim.lr=1e-3 out=DIR")
+                       help="Hydra overrides, e.g. task=digits model.residual=none optim.lr=1e-3 out=DIR"
+                       ).completer = complete_overrides
         p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the output path")
         p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
         p.set_defaults(func=func)
+    p = sub.add_parser("config", help="print the resolved configuration as YAML",
+                       description="Print the configuration that these overrides compose to (model, task, optim, "
+                                   "trainer, sweep, ablation, ...), resolved and validated, as YAML; secrets masked.")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides, as for `ablate run`"
+                   ).completer = complete_overrides
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=cmd_config)
     p = sub.add_parser("worker", help="join the grid or sweep of a results directory",
                        description="Join the grid or sweep of an existing results directory: claim its units "
                                    "(tuning trials and final seeded runs) from its study storage until none is left.")
@@ -177,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a second results directory to compare with (e.g. the same ablation at another depth)")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("export", help="write a results directory's tables as parquet, csv or json",
+                       description="Write the tidy tables of a results directory (runs, trials, diagnostics: one "
+                                   "row per observation) as parquet (default), csv or json into DIR/export/.")
+    p.add_argument("directory", help="a results directory written by `ablate run`")
+    p.add_argument("--to", default="parquet", metavar="FORMAT", help="parquet (default), csv or json")
+    p.add_argument("--out", metavar="FOLDER", help="where to write the files (default DIR/export/)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("list", help="list components, tasks, ablations and sweep profiles")
     p.add_argument("overrides", nargs="*", metavar="plugins=[MODULE,...]", help="plugin modules to load first")
     p.add_argument("-v", "--verbose", action="store_true", help="each kind's interface and each component's "
@@ -216,10 +255,22 @@ def _stdout_closed() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (see ablations/completion.py); exits
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     # `ablate --debug run ...` as well as `ablate run --debug ...` (a subcommand's default would hide the first)
     args.debug = getattr(args, "debug", False) or "--debug" in argv
+    from ablations import shadowed_packages
+
+    problem = shadowed_packages()  # before anything imports them: a foreign `models` is one line, not a traceback
+    if problem:
+        print(f"ablate: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     from ablations.execute.signals import Interrupted, handled
+    from models.errors import ConfigError
 
     try:
         # SIGINT and SIGTERM raise `Interrupted` wherever the command is, training included (see signals.py).

@@ -43,4 +43,7 @@ step attention_scaling 60 "$PY" benchmarks/attention_scaling.py --device cuda --
 # stacked runs (trainer.stack 1, 8, 32) and two workers sharing the GPU, side by side (issue 15: stack >= 10x)
 step sweep_throughput 240 "$PY" benchmarks/sweep_throughput.py --device cuda --configs 1x1,8x1,32x1,1x2 \
   --trials 32 --seeds 2 --steps 100
+# the other stack engine on the GPU (auto is vmap there): which one the GPU's default should be
+step sweep_throughput_loop 150 "$PY" benchmarks/sweep_throughput.py --device cuda --engine loop --configs 1x1,8x1 \
+  --trials 32 --seeds 2 --steps 100
 echo "results in $DEST" | tee -a "$DEST/summary.txt"

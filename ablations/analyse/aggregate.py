@@ -577,6 +577,13 @@ def aggregate(results: ResultSet, *, n_boot: int = N_BOOTSTRAP, margin: float | 
     runs, baseline = results.runs, results.baseline
     margin = results.margin if margin is None else float(margin)
     cells = summarise(runs, baseline, margin=margin)
+    # With ablation.seeds=auto the verdicts are the sequential design's, each tested at its look's share of alpha
+    # (ablations/analyse/sequential.py): a fixed-sample test of the seeds a cell ended with would not keep its
+    # level after stopping on the data.
+    from ablations.analyse import sequential
+
+    record = sequential.read(results.directory) if results.directory is not None else None
+    cells = sequential.overlay(cells, record)
     table = resilience(runs, baseline, n_boot=n_boot, cells=cells)
     notes = []
     if len(runs) and baseline not in set(runs["variant"]):

@@ -23,9 +23,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-import ablations.config.secrets  # noqa: F401  (installs the redaction of every ConfigError message)
-from models.errors import ConfigError
-from models.registry import closest
+from ablations import require_own_packages
+
+require_own_packages()  # a user's own `models` first on sys.path: one line saying so, not "No module named ..."
+
+import ablations.config.secrets  # noqa: E402,F401  (installs the redaction of every ConfigError message)
+from models.errors import ConfigError  # noqa: E402
+from models.registry import closest  # noqa: E402
 
 # Hydra, the model config and the task registry (torch) are imported where they are used: `ablate list` and
 # `--help` need none of them, and each costs a large part of a second or more to import.
@@ -379,6 +383,23 @@ def _check_resolves(cfg: DictConfig) -> None:
         key = getattr(error, "full_key", None)
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
         raise ConfigError(f"cannot resolve {key or 'the config'}: {first}") from None
+
+
+def resolved_yaml(overrides: list[str]) -> str:
+    """The configuration these overrides compose to, resolved and validated, as YAML (`ablate config`; Hydra's
+    `--cfg job`): what a run, a grid or a sweep with the same overrides would use. Secrets are masked."""
+    import yaml
+
+    from ablations.config.ablation import load_ablation, seed_keys
+    from ablations.config.secrets import redact_data
+    from ablations.config.sweep import SweepConfig
+
+    cfg = compose_config(seed_keys(list(overrides)))
+    to_run_config(cfg)  # every section is checked: a bad key or value is one line, as for a run
+    SweepConfig.from_dict(OmegaConf.to_container(cfg.sweep, resolve=True))
+    load_ablation(OmegaConf.to_container(cfg.ablation, resolve=True))
+    data = redact_data(OmegaConf.to_container(cfg, resolve=True))
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:

@@ -4,6 +4,11 @@ An ablation (conf/ablation/<name>.yaml) names a baseline variant and every varia
 top of the base config. A cell's overrides are applied in this order, later ones winning: the ablation's own
 shared `overrides` (its defaults, e.g. a budget), the user's command-line overrides, then the cell's task and
 seed, then the variant's own overrides (they define it). `cell_overrides` builds that list.
+
+`seeds` is a list of seeds, or `auto`: seeds chosen by data (ablations/analyse/sequential.py). Every cell then
+starts with `min_seeds` seeds, and the cells still undecided get `seed_step` more at each look, up to `max_seeds`.
+Those three keys have their defaults here (`SEED_DEFAULTS`), not in each ablation file, and apply only with
+`seeds: auto`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ from tasks import TASKS
 #: separators or NUL bytes, at most 100 characters.
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")
 VALID_NAME = "letters, digits and _ . + - (not starting with . or -, no / or .., at most 100 characters)"
+
+AUTO = "auto"  # `seeds: auto`: seeds chosen by data
+#: the defaults of `seeds: auto`: 3 seeds per side at the first look (2 is the least a test needs, 3 leaves a
+#: Welch test about 4 degrees of freedom), 2 more per look for the undecided cells, at most 8
+SEED_DEFAULTS = {"min_seeds": 3, "seed_step": 2, "max_seeds": 8}
+#: the lowest value of each: a cell is tested only with 2 runs a side; a step adds at least one seed
+SEED_MINIMA = {"min_seeds": 2, "seed_step": 1, "max_seeds": 2}
+#: the most seeds `auto` may use: tuning trials use seeds 1000 and up (ablations/execute/worker.py), never a
+#: reported seed
+SEED_LIMIT = 1000
 
 
 def check_name(kind: str, name, where: str = "") -> str:
@@ -52,11 +67,32 @@ class Ablation:
     variants: dict[str, tuple[str, ...]]
     sweep: str | None = None  # the sweep profile to run with when the command line names none
     overrides: tuple[str, ...] = ()  # every cell's defaults: the command line overrides them, the variant's own win
+    # `seeds: auto` only (None: the default of SEED_DEFAULTS; kept None so that a manifest records what was set)
+    min_seeds: int | None = None
+    max_seeds: int | None = None
+    seed_step: int | None = None
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the seeds are chosen by data (`seeds: auto`)."""
+        return self.seeds == AUTO
+
+    @property
+    def seed_plan(self) -> tuple[int, int, int]:
+        """(min_seeds, seed_step, max_seeds) of `seeds: auto`, defaults filled in."""
+        return tuple(SEED_DEFAULTS[k] if getattr(self, k) is None else getattr(self, k)
+                     for k in ("min_seeds", "seed_step", "max_seeds"))
+
+    @property
+    def initial_seeds(self) -> tuple[int, ...]:
+        """The seeds every cell runs: the listed ones, or the first look's of `seeds: auto`."""
+        return tuple(range(self.seed_plan[0])) if self.adaptive else tuple(self.seeds)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Ablation":
         """A plain ablation; see `Suite.from_dict` for an ablation made of parts."""
-        known = ("name", "description", "baseline", "tasks", "seeds", "variants", "sweep", "overrides")
+        known = ("name", "description", "baseline", "tasks", "seeds", "variants", "sweep", "overrides",
+                 *SEED_DEFAULTS)
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"unknown ablation key 'ablation.{unknown[0]}'; valid: "
@@ -67,8 +103,11 @@ class Ablation:
                               f"name, baseline, tasks, seeds, variants")
         name = check_name("ablation", data["name"])
         tasks, seeds, variants = data["tasks"], data["seeds"], data["variants"]
-        if not _is_list(tasks) or not _is_list(seeds):
-            raise ConfigError(f"ablation {name}: tasks and seeds must be lists, e.g. tasks: [copy] seeds: [0]")
+        if not _is_list(tasks):
+            raise ConfigError(f"ablation {name}: tasks must be a list, e.g. tasks: [copy]")
+        if not _is_list(seeds) and seeds != AUTO:
+            raise ConfigError(f"ablation {name}: ablation.seeds must be a list of seeds or auto (chosen by data, up "
+                              f"to ablation.max_seeds), e.g. seeds: [0, 1, 2] or seeds: auto; got {seeds!r}")
         if not hasattr(variants, "items"):
             raise ConfigError(f"ablation {name}: variants must map each name to a list of overrides, "
                               f"e.g. no_residual: [model.residual=none]")
@@ -78,16 +117,17 @@ class Ablation:
                 raise ConfigError(f"ablation {name}: variant '{variant}' must be a list of overrides, "
                                   f"e.g. [model.residual=none], got {overrides!r}")
         ablation = cls(name=name, description=str(data.get("description") or ""), baseline=str(data["baseline"]),
-                       tasks=tuple(tasks), seeds=tuple(seeds),
+                       tasks=tuple(tasks), seeds=AUTO if seeds == AUTO else tuple(seeds),
                        variants={str(k): tuple(v or ()) for k, v in variants.items()},
-                       sweep=_sweep_name(name, data.get("sweep")), overrides=_overrides(name, data.get("overrides")))
+                       sweep=_sweep_name(name, data.get("sweep")), overrides=_overrides(name, data.get("overrides")),
+                       **_seed_plan(name, data, adaptive=seeds == AUTO))
         if ablation.baseline not in ablation.variants:
             raise ConfigError(f"ablation {name}: baseline '{ablation.baseline}' is not one of its "
                               f"variants; valid: {', '.join(ablation.variants)}")
         for task in ablation.tasks:
             check_name("task", task, f"ablation {name}: ")
             TASKS.get(task)
-        for seed in ablation.seeds:
+        for seed in ablation.initial_seeds:
             if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
                 raise ConfigError(f"ablation {name}: seeds must be non-negative integers, got {seed!r}")
         if not ablation.tasks or not ablation.seeds:
@@ -98,7 +138,7 @@ class Ablation:
         """The grid, baseline first; `tasks`/`seeds` replace the ablation's own (from `task=`/`seed=`)."""
         order = [self.baseline] + [v for v in self.variants if v != self.baseline]
         return [Cell(variant, task, seed, self.variants[variant])
-                for task in (tasks or self.tasks) for seed in (seeds or self.seeds) for variant in order]
+                for task in (tasks or self.tasks) for seed in (seeds or self.initial_seeds) for variant in order]
 
 
 #: what a suite's combined report can be (`report:` in its file): an index of its parts, or the claims report
@@ -160,6 +200,29 @@ def cell_overrides(ablation: Ablation, user: list[str], cell: Cell) -> list[str]
     return dedupe_overrides([*ablation.overrides, *user, f"task={cell.task}", f"seed={cell.seed}", *cell.overrides])
 
 
+def _seed_plan(ablation: str, data: dict, *, adaptive: bool) -> dict:
+    """min_seeds, seed_step and max_seeds as given (None where not), each checked; with a list of seeds none may
+    be given (it would be silently ignored), with `auto` max_seeds must reach min_seeds."""
+    given = {k: data.get(k) for k in SEED_DEFAULTS}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if not adaptive:
+            raise ConfigError(f"ablation {ablation}: ablation.{key} applies only with ablation.seeds=auto (seeds "
+                              f"chosen by data); set ablation.seeds=auto or drop ablation.{key}")
+        if isinstance(value, bool) or not isinstance(value, int) or not SEED_MINIMA[key] <= value <= SEED_LIMIT:
+            raise ConfigError(f"ablation {ablation}: ablation.{key} must be an integer from {SEED_MINIMA[key]} to "
+                              f"{SEED_LIMIT}, got {value!r}")
+    if adaptive:
+        low = SEED_DEFAULTS["min_seeds"] if given["min_seeds"] is None else given["min_seeds"]
+        high = SEED_DEFAULTS["max_seeds"] if given["max_seeds"] is None else given["max_seeds"]
+        if high < low:
+            raise ConfigError(f"ablation {ablation}: ablation.seeds=auto needs ablation.max_seeds >= "
+                              f"ablation.min_seeds, got max_seeds={high} and min_seeds={low}; valid: max_seeds "
+                              f"from {low} to {SEED_LIMIT}, or a lower min_seeds (at least {SEED_MINIMA['min_seeds']})")
+    return given
+
+
 def _overrides(ablation: str, value) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -183,3 +246,21 @@ def _sweep_name(ablation: str, value) -> str | None:
 def _is_list(value) -> bool:
     """A YAML list (plain or an OmegaConf ListConfig), not a string."""
     return not isinstance(value, (str, bytes)) and hasattr(value, "__iter__") and not hasattr(value, "items")
+
+
+def seed_keys(overrides: list[str]) -> list[str]:
+    """`ablation.max_seeds=4` (and min_seeds, seed_step, also of a part: `ablation.parts.<p>.max_seeds=4`) as
+    `++ablation.max_seeds=4`. Why: these keys of `seeds: auto` have their defaults in the ablation schema
+    (ablations/config/ablation.py, SEED_DEFAULTS), not in every ablation file (a user's own need not name them),
+    and Hydra refuses to assign a key its file lacks; `++` sets it whether the file has it or not."""
+    import re
+
+    from ablations.config import parse_overrides
+
+    pattern = re.compile(rf"ablation\.(parts\.[^.]+\.)?({'|'.join(SEED_DEFAULTS)})")
+    out = []
+    for text in overrides:
+        parsed = parse_overrides([text])[0]
+        plain = not (parsed.is_add() or parsed.is_force_add() or parsed.is_delete())
+        out.append(f"++{text}" if plain and pattern.fullmatch(parsed.key_or_group) else text)
+    return out

@@ -5,6 +5,7 @@ AdamW with warmup and cosine decay, and exact validation metrics accumulated ove
 is data, not a crash: a non-finite or runaway training loss stops the run and is recorded (`diverged_step`).
 The loss is inspected only every `log_every` steps and at the last one, so there is no host sync on the other
 steps; a validation or test loss that is not finite at the end also makes the run `diverged` (`run.train`).
+A run validates every `val_every` steps and after its last one (`validation_due`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine down to 10% of lr
+
+
+def validation_due(steps: int, val_every: int, max_steps: int) -> bool:
+    """Whether a run validates after `steps` updates: every `val_every` updates, and after its last one. Why the
+    last one too: a budget below `val_every` (or off its multiples) would otherwise end unvalidated, with no
+    validation score for a tuner to rank and no learning curve, so that a sweep could neither compare its trials nor
+    say why. One rule for the Lightning run (`run.FinalValidation`) and the stacked members (`stack._after_batch`)."""
+    return steps % val_every == 0 or steps >= max_steps
 
 
 class Divergence:

@@ -41,18 +41,22 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None, tuned=
     from ablations.config import override_key
 
     base = [o for o in user_overrides if override_key(o) not in ("seed", "task")]
+    _check_fair_space(ablation, tuned, base)
     plans = []
     for task in (tasks or ablation.tasks):
         for variant in [ablation.baseline] + [v for v in ablation.variants if v != ablation.baseline]:
             overrides = tuple(dedupe_overrides([*ablation.overrides, *base, f"task={task}",
                                                 *ablation.variants[variant]]))
-            run_cfg = to_run_config(compose_config(list(overrides)))  # validates before any work
+            composed = compose_config(list(overrides))
+            run_cfg = to_run_config(composed)  # validates before any work
+            _check_searched_keys_exist(composed, tuned)
             if run_cfg.trainer.devices != 1:
                 raise ConfigError(f"trainer.devices={run_cfg.trainer.devices} is for single runs (`ablate train`); "
                                   f"a sweep runs one device per trial (use sweep.workers for parallelism)")
             # The study name carries a hash of everything the runs depend on except the tuned optimiser
             # settings and the seed, so a changed config never resumes another config's study.
-            skip = {TUNED_OPTIM_KEYS[k] for k in tuned}
+            skip = {TUNED_OPTIM_KEYS.get(k, k.removeprefix("optim.")) for k in tuned
+                    if k in TUNED_OPTIM_KEYS or k.startswith("optim.")}
             digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,
                             "trainer": {k: v for k, v in dataclasses.asdict(run_cfg.trainer).items()
                                         if k not in NEUTRAL_TRAINER_KEYS},
@@ -60,6 +64,40 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None, tuned=
             direction = "maximize" if TASKS.get(task).higher_is_better else "minimize"
             plans.append(CellPlan(variant, task, overrides, f"{ablation.name}.{variant}.{task}.{digest}", direction))
     return plans
+
+
+def _check_fair_space(ablation: Ablation, tuned, base: list[str]) -> None:
+    """Every variant gets the same search space (the fairness rule), so a searched key that a variant sets is
+    refused: the search would overwrite what makes the variant."""
+    from ablations.config import override_key
+    from ablations.config.sweep import SHORT_KEYS
+
+    searched = {SHORT_KEYS.get(k, k): k for k in tuned}
+    for variant, overrides in ablation.variants.items():
+        for override in overrides:
+            key = override_key(override)
+            if key in searched:
+                raise ConfigError(f"sweep.space.{searched[key]} is searched, but variant {variant} sets {key} "
+                                  f"({override}): the search would overwrite the variant; search another key or "
+                                  f"drop it from the space")
+
+
+def _check_searched_keys_exist(composed, tuned) -> None:
+    """A searched config key (`model.d_ff`) must be one the config has: a typo is one line, before any work."""
+    from omegaconf import OmegaConf
+
+    from ablations.config.sweep import SHORT_KEYS
+    from models.registry import closest
+
+    for key in tuned:
+        if key in SHORT_KEYS:
+            continue
+        section, _, name = key.partition(".")
+        missing = object()
+        if OmegaConf.select(composed, key, default=missing) is missing:
+            known = [f"{section}.{k}" for k in (composed.get(section) or {})]
+            raise ConfigError(f"unknown search-space key 'sweep.space.{key}'{closest(key, known)}: the config has "
+                              f"no {key}")
 
 
 def _hash(data: dict) -> str:

@@ -52,6 +52,27 @@ def resolve_hardware(accelerator: str, precision: str) -> tuple[str, str]:
     return accelerator, precision
 
 
+class FinalValidation(pl.Callback):
+    """Ends the fit at its last batch the way any stop ends it, so that every run validates after its last update
+    (`module.validation_due`) and its last checked loss reaches metrics.csv.
+
+    Lightning validates every `val_check_interval` batches only, so a run whose budget is below `val_every`, or
+    off its multiples, would end without validating its last parameters: no validation score (a sweep's trial then
+    has nothing to be ranked by) and, below `val_every`, no learning curve at all. And at a plain end Lightning
+    never writes a training loss still waiting for its `log_every` row (checked at step 28 of 30 with log_every 7,
+    say). With `should_stop` set after the last update, Lightning's own loop writes that loss row and validates
+    once, also on a multiple of `val_every` (one decision per batch, so never twice), as it does for a diverged
+    run: the pruning callback sees that validation, the CSV logger writes its row once, and `callback_metrics`
+    holds its values for the result row. The stacked runs write the same rows (`stack._after_batch`)."""
+
+    def __init__(self, max_steps: int):
+        self.max_steps = max_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.max_steps:  # updates done, this batch's included
+            trainer.should_stop = True  # read by Lightning when it logs this batch and decides whether to validate
+
+
 def build(cfg: RunConfig):
     """The task and the model a config describes."""
     params = {k: v for k, v in cfg.task.items() if k != "name"}
@@ -65,7 +86,8 @@ def build(cfg: RunConfig):
 def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", callbacks=()) -> dict:
     """Train and test one configuration; write `result.json` in `run_dir`; return the result row.
     `callbacks` are extra Lightning callbacks (a sweep's pruning callback); one that raises
-    `optuna.TrialPruned` ends the run with status `pruned`.
+    `optuna.TrialPruned` ends the run with status `pruned`. The run validates every `trainer.val_every` steps and
+    after its last one (`FinalValidation`), so a run that trains to its end always has a validation score.
 
     Everything the run does is inside one guard: building the model and the data (an allocation that fails),
     the Trainer, the fit, the test and the diagnostics; any error ends the run `failed` with its message kept
@@ -91,7 +113,7 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
             seq_len = data.split("train").inputs.shape[1]
             module = AblationModule(model, cfg.optim, cfg.trainer.max_steps, cfg.trainer.log_every,
                                     cfg.trainer.divergence_factor)
-            callbacks = list(callbacks)
+            callbacks = [*callbacks, FinalValidation(cfg.trainer.max_steps)]
             diagnostics = None
             if cfg.trainer.diagnostics_every:
                 diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs)

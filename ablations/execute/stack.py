@@ -78,7 +78,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ablations.config import MAX_SEED, RunConfig
 from ablations.execute.diagnostics import Diagnostics
-from ablations.execute.module import BETAS, Divergence, batch_scores, evaluate, lr_factor
+from ablations.execute.module import BETAS, Divergence, batch_scores, evaluate, lr_factor, validation_due
 from ablations.execute.run import (build, count_params, final_check, finish_run, finite_only, new_folders,
                                   remove_partial_run, resolve_hardware)
 from ablations.execute.signals import Interrupted
@@ -705,8 +705,13 @@ def _guard(run: _Run, action) -> None:
 
 
 def _after_batch(run: _Run, stack: _Stack, fabric: Fabric, batch: int, max_steps: int, stopped: bool) -> None:
-    """What Lightning does for a run after its batch `batch - 1`: diagnostics, the log row, validation (also
-    when the run stops: a diverged run validates its last parameters), pruning, and at the end the last rows."""
+    """What Lightning does for a run after its batch `batch - 1`: diagnostics, the log row, validation (every
+    `val_every` updates and after the last one, `module.validation_due`; also when the run stops: a diverged run
+    validates its last parameters), pruning, and at the end the last rows.
+
+    Row order: a run that stops or ends (the Lightning run is asked to stop after its last update,
+    `run.FinalValidation`) writes its pending loss row before its validation row, as Lightning does when asked to
+    stop."""
     last_batch = batch - 1
     if run.status != "ok":  # failed in the step: nothing more is measured
         run.log.batch_end(last_batch, last=True)
@@ -718,7 +723,7 @@ def _after_batch(run: _Run, stack: _Stack, fabric: Fabric, batch: int, max_steps
         if r.diagnostics and r.diagnostics.due(batch, max_steps):
             r.diagnostics.measure(stack.materialise(r), batch, fabric.device)
         r.log.batch_end(last_batch)
-        if batch % every == 0 or stopped:
+        if validation_due(batch, every, max_steps) or stopped:
             model = stack.materialise(r)
             with fabric.autocast():
                 values = evaluate(model, OrderedBatches(r.data.split("val"), r.cfg.trainer.eval_batch_size),
@@ -730,7 +735,7 @@ def _after_batch(run: _Run, stack: _Stack, fabric: Fabric, batch: int, max_steps
             if callback is not None and value is not None and callback(batch, value):
                 raise TrialPruned(f"pruned at step {batch} (val/{r.task.metric}={value:.4g})")
 
-    if stopped:
+    if ends:
         run.log.batch_end(last_batch, last=True)  # Lightning writes a stopping run's last loss before validating
     _guard(run, after)
     if run.status == "ok" and ends:

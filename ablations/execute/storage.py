@@ -263,8 +263,13 @@ def open_storage(url: str | None, out: Path):
             raise ConfigError(f"cannot open sweep storage {redact(url)}: {_redact_text(reason, url)}") from None
     if url.startswith("journal:"):
         return _journal(Path(url.removeprefix("journal:")))
+    if url.startswith("sqlite:///"):  # one process only (SweepConfig and `ablate worker` refuse more)
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.parent.is_dir():
+            raise ConfigError(f"cannot open sweep storage {url}: folder {path.parent} does not exist")
+        return optuna.storages.RDBStorage(url)
     raise ConfigError(f"unsupported sweep.storage '{redact(url)}'; valid: null (a journal file in the results "
-                      f"directory), journal:PATH, postgresql://user:password@host/db")
+                      f"directory), journal:PATH, sqlite:///FILE (one process), postgresql://user:password@host/db")
 
 
 # --- claiming work through the storage -------------------------------------------------------------------

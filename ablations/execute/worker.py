@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,25 +112,45 @@ class Worker:
         self._seedless: dict[str, RunConfig | None] = {}
 
     # studies --------------------------------------------------------------------------------------------
-    def study(self, name: str, direction: str, **attrs) -> optuna.Study:
+    def study(self, name: str, direction: str, *, pruner=None, metric: str | None = None, **attrs) -> optuna.Study:
         if name not in self._studies:
-            pruner = (optuna.pruners.MedianPruner(n_startup_trials=self.sweep.pruner_startup_trials)
-                      if self.sweep.pruner == "median" else optuna.pruners.NopPruner())
-            study = optuna.create_study(study_name=name, storage=self.storage, direction=direction, pruner=pruner,
-                                        load_if_exists=True)
+            study = optuna.create_study(study_name=name, storage=self.storage, direction=direction,
+                                        pruner=pruner or optuna.pruners.NopPruner(), load_if_exists=True)
             if attrs and study.user_attrs.get("ablation") is None:
                 for key, value in {"ablation": self.ablation.name, **attrs}.items():
                     study.set_user_attr(key, value)
+                if metric:  # optuna-dashboard names the objective by it (else "Objective 0")
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        study.set_metric_names([metric])
             self._studies[name] = study
         return self._studies[name]
 
+    def pruner(self, plan: CellPlan):
+        """The sweep's pruner for a cell's tuning study. Hyperband and successive halving (Li et al. 2018,
+        https://arxiv.org/abs/1603.06560; Jamieson & Talwalkar 2016, https://arxiv.org/abs/1502.07943) count
+        their resource in training steps, from the first validation (`trainer.val_every`) to `trainer.max_steps`."""
+        kind = self.sweep.pruner
+        if kind == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=self.sweep.pruner_startup_trials)
+        if kind in ("hyperband", "successive_halving"):
+            trainer = self._seeded(plan, 0).trainer
+            first = min(trainer.val_every, trainer.max_steps)
+            if kind == "hyperband":
+                return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=trainer.max_steps,
+                                                      reduction_factor=3)
+            return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
+        return optuna.pruners.NopPruner()
+
     def tuning(self, plan: CellPlan) -> optuna.Study:
-        return self.study(plan.study, plan.direction, variant=plan.variant, task=plan.task, kind="tune",
-                          cell=plan.study, budget=self.sweep.trials)
+        return self.study(plan.study, plan.direction, pruner=self.pruner(plan),
+                          metric=f"val/{TASKS.get(plan.task).metric}", variant=plan.variant, task=plan.task,
+                          kind="tune", cell=plan.study, budget=self.sweep.trials)
 
     def final(self, plan: CellPlan, seed: int) -> optuna.Study:
-        return self.study(plan.final_study(seed, self.sweep.trials), plan.direction, variant=plan.variant,
-                          task=plan.task, kind="final", cell=plan.study, seed=seed, budget=self.sweep.trials)
+        return self.study(plan.final_study(seed, self.sweep.trials), plan.direction,
+                          metric=f"test/{TASKS.get(plan.task).metric}", variant=plan.variant, task=plan.task,
+                          kind="final", cell=plan.study, seed=seed, budget=self.sweep.trials)
 
     def check_conflicts(self) -> None:
         """Refuse, before any work, a cell that this storage already holds under another configuration."""
@@ -163,7 +184,14 @@ class Worker:
         return dataclasses.replace(template, seed=seed)
 
     def _config(self, plan: CellPlan, seed: int, params: dict | None) -> RunConfig:
-        cfg = self._seeded(plan, seed)
+        """The unit's config: the cell's at this seed, with the searched values. The optimiser's short names are
+        set directly; any other searched key (`model.d_ff`, `task.n_pairs`) is one more override composed."""
+        others = {k: v for k, v in (params or {}).items() if k not in SPACE_KEYS}
+        if others:
+            cfg = to_run_config(compose_config([*plan.overrides, *(f"{k}={_override_value(v)}" for k, v in
+                                                                  sorted(others.items())), f"seed={seed}"]))
+        else:
+            cfg = self._seeded(plan, seed)
         if not params:
             return cfg
         optim = cfg.optim
@@ -173,8 +201,16 @@ class Worker:
         return dataclasses.replace(cfg, optim=dataclasses.replace(optim, **values))
 
     def _suggest(self, trial) -> dict:
-        return {key: trial.suggest_float(key, float(b["low"]), float(b["high"]), log=bool(b.get("log")))
-                for key, b in self.sweep.space.items()}
+        """One value per searched key: a categorical choice, an integer or a float (each on a log scale if asked)."""
+        values = {}
+        for key, b in self.sweep.space.items():
+            if "choices" in b:
+                values[key] = trial.suggest_categorical(key, list(b["choices"]))
+            elif b.get("type") == "int":
+                values[key] = trial.suggest_int(key, int(b["low"]), int(b["high"]), log=bool(b.get("log")))
+            else:
+                values[key] = trial.suggest_float(key, float(b["low"]), float(b["high"]), log=bool(b.get("log")))
+        return values
 
     def _claim_tune(self, plan: CellPlan) -> Unit | None:
         study = self.tuning(plan)
@@ -184,8 +220,14 @@ class Worker:
         # The sampler is seeded by the slot the trial will take: the same slot samples the same parameters from
         # the same history, whether or not the sweep was interrupted before it.
         slot = next_slot(study, self.sweep.trials)
-        study.sampler = optuna.samplers.TPESampler(seed=self.sweep.sampler_seed + (slot or 0),
-                                                   n_startup_trials=self.sampler_startup())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # multivariate: the searched keys are modelled jointly (Falkner et al. 2018,
+            # https://arxiv.org/abs/1807.01774); constant_liar: trials running elsewhere count as bad results, so
+            # that workers asking at once do not all sample the same region.
+            study.sampler = optuna.samplers.TPESampler(seed=self.sweep.sampler_seed + (slot or 0),
+                                                       n_startup_trials=self.sampler_startup(), multivariate=True,
+                                                       constant_liar=True)
         trial = claim(study, self.sweep.trials)
         if trial is None:
             return None
@@ -206,8 +248,10 @@ class Worker:
         joins only once those startup trials have ended; until then the stack takes just the startup trials. A
         stack thus forfeits neither the pruning that a one-by-one sweep gets nor, beyond what any parallel
         tuning gives up, its sampling."""
+        if not self.sweep.stackable:
+            return False  # the space changes the architecture or data: each trial is its own
         startup = self.sampler_startup()
-        if self.sweep.pruner == "median":
+        if self.sweep.pruner != "none":
             startup = max(startup, self.sweep.pruner_startup_trials)
         startup = min(startup, self.sweep.trials)
         study = self.tuning(plan)
@@ -226,6 +270,10 @@ class Worker:
         if trial is None:
             return None
         params = self.best_params(plan)
+        if params is None and self.sweep.tunes:
+            self._notice(f"note: no tuning trial of {plan.variant} x {plan.task} has a validation score (every one "
+                         f"failed, diverged or was pruned; see trials.csv): its final runs use the task's default "
+                         f"hyper-parameters (tuned_params is empty in runs.csv)")
         cfg = self._config(plan, seed, params)
         return Unit(plan, "final", study, trial, seed, cfg, self.results.run_dir(plan.variant, plan.task, seed),
                     params)
@@ -290,8 +338,16 @@ class Worker:
             print(line, file=sys.stderr)
 
     def _finish(self, unit: Unit, row: dict) -> None:
+        """Record a finished unit in its trial and tell Optuna its outcome.
+
+        A tuning trial exists to be ranked by its validation score, so one that trained to the end (`ok`) without
+        a finite score is `failed`, with an error that says so and why (`no_score_error`), and is told to Optuna
+        as FAIL: were it told COMPLETE it would have no value, and recorded `ok` it would look like a result while
+        the final runs, with no trial to take parameters from, fell back to the defaults (`best_params`)."""
         trial, study = unit.trial, unit.study
         row["run_dir"] = self.results.relative(unit.run_dir)
+        if unit.kind == "tune" and row["status"] == "ok" and not _finite(row["val_score"]):
+            row["status"], row["error"] = "failed", no_score_error(unit.cfg, row)
         if unit.kind == "tune":
             for key in ("status", "val_score", "steps", "wall_seconds", "error"):
                 trial.set_user_attr(key, row[key])
@@ -306,7 +362,7 @@ class Worker:
         if not holds_slot(study, trial):  # another worker's claim of the same slot at the same moment won
             trial.set_user_attr("surplus", True)
             state = dict(state=TrialState.FAIL)
-        elif row["status"] == "ok" and value is not None and math.isfinite(value):
+        elif row["status"] == "ok" and _finite(value):
             state = dict(values=value)
         elif row["status"] == "pruned":
             state = dict(state=TrialState.PRUNED)
@@ -355,7 +411,9 @@ class Worker:
         study = self.tuning(plan)
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _counts(t)]
         if not complete:
-            return None  # every trial diverged, failed or was pruned: the final runs use the task defaults
+            # Every trial diverged, failed or was pruned: the final runs use the task's defaults (what a variant
+            # that cannot be tuned gets), said in one line by `_claim_final` and visible as an empty tuned_params.
+            return None
         # Ties go to the lower slot, so the choice does not depend on which worker finished first.
         best = sorted(complete, key=lambda t: (-t.value if plan.direction == "maximize" else t.value,
                                                t.user_attrs.get(SLOT, t.number)))[0]
@@ -414,7 +472,7 @@ class Worker:
                     trial_rows.append((rank, a.get(SLOT, t.number), {
                         "ablation": self.ablation.name, "variant": attrs["variant"], "task": attrs["task"],
                         "trial": a.get(SLOT, t.number), "status": a.get("status", t.state.name.lower()),
-                        **{k: t.params.get(k) for k in SPACE_KEYS}, "val_score": a.get("val_score"),
+                        **{k: t.params.get(k) for k in (*SPACE_KEYS, *self.sweep.space)}, "val_score": a.get("val_score"),
                         "steps": a.get("steps"), "wall_seconds": a.get("wall_seconds"), "seed": a.get("seed"),
                         "run_dir": a.get("run_dir"), "error": a.get("error"), "study": frozen.study_name}))
             elif attrs.get("kind") == "final":
@@ -428,6 +486,33 @@ class Worker:
             if trial_rows or self.sweep.tunes:
                 self.results.write_trials([row for _, _, row in sorted(trial_rows, key=lambda r: r[:2])])
             self.results.write_runs(run_rows)
+
+
+def _override_value(value) -> str:
+    """A searched value as a Hydra override value (a string is quoted, so that `1e3` or `null` stays a string)."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "\\'") + "'"
+    return repr(value) if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _finite(value) -> bool:
+    """Whether a score is a number a study can rank (not None, not NaN, not infinite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def no_score_error(cfg: RunConfig, row: dict) -> str:
+    """The error of a tuning trial that trained to its end without a validation score, and why that can happen.
+    Every run validates every `trainer.val_every` steps and after its last one (`module.validation_due`), so a run
+    that trained to its end without one validated but did not produce the task's metric: a task naming a metric
+    the module does not compute, or a value that is not finite (`run.finite_only` leaves it out)."""
+    from ablations.execute.module import metrics_from_totals
+
+    metric = row.get("metric") or TASKS.get(cfg.task["name"]).metric
+    known = ", ".join(metrics_from_totals(0.0, 0.0, 1.0))
+    return (f"no validation score was recorded (val/{metric} after {row.get('steps')} of "
+            f"{cfg.trainer.max_steps} steps, trainer.val_every={cfg.trainer.val_every}), so the trial cannot be "
+            f"ranked: a run validates every val_every steps and after its last one, so either its validation did "
+            f"not compute the task's metric '{metric}' (the module computes {known}) or gave a non-finite value")
 
 
 def _pruner(trial):

@@ -111,7 +111,11 @@ class ResultsDir:
         return pd.read_csv(self.trials_csv, index_col=False, keep_default_na=False, na_values=[""])
 
     def write_trials(self, rows: list[dict]) -> None:
-        self._write_csv(self.trials_csv, pd.DataFrame(rows, columns=TRIAL_COLUMNS))
+        """trials.csv: TRIAL_COLUMNS, and after weight_decay a column for each other searched key (`model.d_ff`),
+        in the order they first appear."""
+        extra = list(dict.fromkeys(k for row in rows for k in row if k not in TRIAL_COLUMNS))
+        at = TRIAL_COLUMNS.index("weight_decay") + 1
+        self._write_csv(self.trials_csv, pd.DataFrame(rows, columns=TRIAL_COLUMNS[:at] + extra + TRIAL_COLUMNS[at:]))
 
     def write_manifest(self, **fields) -> None:
         files.write_manifest(self.path, **fields)

@@ -370,24 +370,43 @@ def write_manifest(directory: Path, *, ablation, command: str, overrides: list[s
     write_json_atomic(path, {
         "ablation": dataclasses.asdict(ablation), "command": command, "overrides": list(overrides),
         "config_hash": config_hash, "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "versions": versions(), "code": code_revision(), "hardware": hardware(), "history": history,
+        "versions": versions(), "dependencies": dependency_versions(), "code": code_revision(),
+        "hardware": hardware(), "history": history,
     })
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def dependency_versions() -> dict:
+    """Every dependency the suite declares (pinned or not; extras left out), as installed: what rebuilding the
+    environment of a results directory needs. None for one that is missing."""
+    from importlib import metadata
+
+    try:
+        requirements = metadata.requires("transformer-resilience") or []
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        requirements = []
+    names = {re.split(r"[\s<>=!~;\[(]", r, maxsplit=1)[0] for r in requirements if "extra ==" not in r}
+    return {name: _version(name) for name in sorted(names, key=str.lower)}
 
 
 def versions() -> dict:
     """The versions of the suite and of the libraries whose behaviour a result depends on."""
     import platform
-    from importlib import metadata
 
     from ablations import __version__
 
     found = {"suite": __version__, "python": platform.python_version()}
     for name, dist in (("torch", "torch"), ("lightning", "lightning"), ("optuna", "optuna"),
                        ("hydra", "hydra-core"), ("numpy", "numpy"), ("pandas", "pandas")):
-        try:
-            found[name] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            found[name] = None
+        found[name] = _version(dist)
     return found
 
 

@@ -219,3 +219,43 @@ def test_a_plugin_loaded_before_any_registry_is_credited_with_its_own_names_only
     for builtin in ("mlp", "softmax", "layernorm", "standard", "learned", "copy", "digits"):
         assert f"{builtin} (plugin" not in done.stdout and not any(
             line.split()[:1] == [builtin] and "plugin:" in line for line in done.stdout.splitlines())
+
+
+def _as_overrides(data: dict, prefix: str = "") -> list[str]:
+    """A resolved config as the overrides that set every leaf (Hydra's grammar), to compose it back."""
+    import json as _json
+
+    out = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out += _as_overrides(value, f"{name}.")
+        else:
+            out.append(f"{name}={_json.dumps(value)}" if not isinstance(value, str) else f"{name}='{value}'")
+    return out
+
+
+def test_config_prints_the_resolved_configuration_which_composes_back_to_itself(capsys):
+    import yaml
+
+    from ablations.config import compose_config
+    from omegaconf import OmegaConf
+
+    overrides = ["task=digits", "model.residual=rezero", "sweep=quick", "sweep.trials=4", "optim.lr=2e-3"]
+    assert main(["config", *overrides]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    expected = OmegaConf.to_container(compose_config(overrides), resolve=True)
+    assert printed == expected
+    assert printed["model"]["residual"] == "rezero" and printed["sweep"]["trials"] == 4
+    leaves = [o for o in _as_overrides(printed) if not o.startswith(("sizes.", "ablation.", "sweep.space."))]
+    again = OmegaConf.to_container(compose_config(["task=digits", "sweep=quick", *leaves]), resolve=True)
+    assert again == printed
+
+
+def test_config_masks_secrets_and_rejects_bad_input_in_one_line(capsys):
+    assert main(["config", "sweep.storage=postgresql://me:s3cret@db/x"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and "postgresql://me:***@db/x" in out
+    assert main(["config", "model.atention=linear"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown config key 'model.atention'" in err and len(err.splitlines()) == 1

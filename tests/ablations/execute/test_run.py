@@ -102,3 +102,41 @@ def test_ranks_see_disjoint_batches(monkeypatch):
         seen[rank] = torch.cat([next(stream)[0] for _ in range(5)]).flatten().tolist()
     assert not set(seen[0]) & set(seen[1])
     assert sorted(seen[0] + seen[1]) == list(range(40))
+
+
+class _Reports:
+    """A stand-in for an Optuna trial: what `worker.PruningCallback` reports to it, never asked to prune."""
+
+    def __init__(self):
+        self.reported = []
+
+    def report(self, value, step):
+        self.reported.append((step, value))
+
+    def should_prune(self):
+        return False
+
+
+def _validation_rows(run_dir) -> list[int]:
+    """The metrics.csv steps (Lightning's batch index: n updates are row n - 1) of the rows holding validation."""
+    log = pd.read_csv(run_dir / "metrics.csv")
+    return list(log.dropna(subset=["val/accuracy"])["step"])
+
+
+@pytest.mark.parametrize("max_steps, val_every, rows", [(30, 100, [29]), (40, 20, [19, 39]), (30, 20, [19, 29])])
+def test_every_run_validates_at_its_last_step_and_no_step_twice(max_steps, val_every, rows, tmp_path):
+    """A budget below val_every (or off its multiples) still validates after its last update, once; the pruning
+    callback sees that validation; a last step on a multiple of val_every is not validated twice."""
+    from ablations.execute.worker import PruningCallback
+
+    trial = _Reports()
+    cfg = _config("task=copy", *TINY, "trainer.log_every=7", f"trainer.max_steps={max_steps}",
+                  f"trainer.val_every={val_every}")
+    row = train(cfg, tmp_path / "run", variant="v", callbacks=[PruningCallback(trial, "val/accuracy")])
+    assert row["status"] == "ok" and row["steps"] == max_steps
+    assert row["val_score"] is not None and 0.0 <= row["val_score"] <= 1.0
+    assert _validation_rows(tmp_path / "run") == rows
+    losses = pd.read_csv(tmp_path / "run" / "metrics.csv").dropna(subset=["train/loss"])["step"]
+    assert losses.iloc[-1] == max_steps - 1  # the last checked loss (log_every=7 leaves one pending) is written
+    assert [step for step, _ in trial.reported] == [r + 1 for r in rows]
+    assert trial.reported[-1][1] == pytest.approx(row["val_score"])

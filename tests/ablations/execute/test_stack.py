@@ -121,6 +121,31 @@ def test_a_diverging_and_a_pruned_member_leave_the_others_unchanged(engine_on_cp
     assert 0 < hot_row["diverged_step"] < 60
 
 
+@pytest.mark.parametrize("max_steps, val_every, rows", [(30, 100, [29]), (40, 20, [19, 39])])
+def test_members_validate_at_their_last_step_as_their_unstacked_runs(engine_on_cpu, max_steps, val_every, rows,
+                                                                      tmp_path):
+    """A budget below val_every validates once, after the last update; one on a multiple validates at each multiple
+    once. The log rows equal the unstacked run's, with log_every=7 leaving a loss pending at the end (written at the
+    last batch, before its validation row, as Lightning writes a stopping run's)."""
+    budget = [f"trainer.max_steps={max_steps}", f"trainer.val_every={val_every}", "trainer.log_every=7"]
+    cfgs = [_config(*o, *budget) for o in MEMBERS[:2]]
+    asked = []
+    members = [Member(cfgs[0], tmp_path / "s0", "v", on_validation=lambda step, value: asked.append(step) or False),
+               Member(cfgs[1], tmp_path / "s1", "v")]
+    stacked = train_stack(members)
+    assert asked == [r + 1 for r in rows]
+    for i, (cfg, row) in enumerate(zip(cfgs, stacked)):
+        ref = train(cfg, tmp_path / f"r{i}", variant="v")
+        assert row["status"] == ref["status"] == "ok" and row["steps"] == ref["steps"] == max_steps
+        assert row["val_score"] is not None and row["val_score"] == pytest.approx(ref["val_score"], abs=1e-3)
+        log, ref_log = pd.read_csv(tmp_path / f"s{i}" / "metrics.csv"), pd.read_csv(tmp_path / f"r{i}" / "metrics.csv")
+        assert list(log.columns) == list(ref_log.columns)
+        assert list(log["step"]) == list(ref_log["step"])  # the same rows in the same order
+        assert log.isna().equals(ref_log.isna())  # each row holds the same values (a loss or a validation)
+        pd.testing.assert_frame_equal(log, ref_log, rtol=1e-3)
+        assert list(log.dropna(subset=["val/accuracy"])["step"]) == rows
+
+
 def test_stacked_adamw_is_torch_adamw_per_member():
     torch.manual_seed(0)
     lrs, decays = [1e-2, 3e-3, 5e-2], [0.0, 0.1, 0.01]

@@ -124,3 +124,35 @@ def test_run_and_a_worker_share_one_postgresql_sweep_exactly(tmp_path, postgres_
     _check_exact_budget(out)
     manifest = (out / "manifest.json").read_text()
     assert f":{password.group(1)}@" not in manifest and ":***@" in manifest  # the password never reaches results
+
+
+def test_a_trial_without_a_validation_score_is_a_failure_said_so(tmp_path, monkeypatch, capsys):
+    """A trial that trains to its end but records no validation score (here: a validation that does not compute the
+    task's metric) is `failed` with an error saying why, told to Optuna as FAIL, and the final run that then has no
+    tuned parameters says in one line that it uses the defaults."""
+    import torch
+
+    from ablations.execute.module import AblationModule, metrics_from_totals
+
+    def loss_only(self):
+        totals = torch.stack(self._val_totals).sum(0).tolist()
+        self._val_totals.clear()
+        self.log("val/loss", metrics_from_totals(*totals)["loss"])  # no val/accuracy: the task's metric is missing
+
+    monkeypatch.setattr(AblationModule, "on_validation_epoch_end", loss_only)
+    monkeypatch.chdir(tmp_path)
+    sweep = [*TINY_SWEEP, "~ablation.variants.post_norm", "sweep.trials=2", "sweep.seeds=1", "sweep.pruner=none",
+             "trainer.max_steps=6", "trainer.val_every=100"]
+    assert main(["run", "-q", *sweep, "out=sw"]) == 0
+    trials = pd.read_csv(tmp_path / "sw" / "trials.csv")
+    assert len(trials) == 2 and set(trials["status"]) == {"failed"} and trials["val_score"].isna().all()
+    for error in trials["error"]:
+        assert error.startswith("no validation score was recorded (val/accuracy after 6 of 6 steps, "
+                                "trainer.val_every=100)") and "did not compute the task's metric" in error
+    storage = open_storage(None, tmp_path / "sw")
+    states = [t.state for s in storage.get_all_studies() if s.user_attrs.get("kind") == "tune"
+              for t in storage.get_all_trials(s._study_id)]
+    assert states == [optuna.trial.TrialState.FAIL] * 2
+    runs = pd.read_csv(tmp_path / "sw" / "runs.csv")
+    assert list(runs["status"]) == ["ok"] and runs["tuned_params"].isna().all()
+    assert "no tuning trial of baseline x copy has a validation score" in capsys.readouterr().err

@@ -182,6 +182,10 @@ def test_the_manifest_records_the_code_revision_and_library_versions(tmp_path, m
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert len(manifest["code"]["source_sha256"]) == 16
     assert set(manifest["versions"]) >= {"suite", "torch", "lightning", "optuna", "hydra", "python"}
+    from importlib import metadata
+
+    pinned = [r.split("==")[0] for r in metadata.requires("transformer-resilience") if "==" in r and "extra" not in r]
+    assert pinned and all(manifest["dependencies"][name] == metadata.version(name) for name in pinned)
 
 
 @pytest.mark.parametrize("workers,visible,gpus,expected", [
