@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("report", help="write the report of a results directory",
                        description="Write report.md, a self-contained report.html, figures/ and tables/ (CSV and "
-                                   "LaTeX) for a results directory; --compare puts a second one beside it.")
+                                   "LaTeX) for a results directory; --compare OTHER writes DIR/compare-<OTHER>.md/.html instead, "
+                                   "leaving DIR's own report as it was.")
     p.add_argument("directory", help="a results directory written by `ablate run`, e.g. results/default")
     p.add_argument("--compare", metavar="OTHER",
                    help="a second results directory to compare with (e.g. the same ablation at another depth)")

@@ -1,28 +1,27 @@
 """The report of an ablation: what removing each component did, on which tasks, and how sure we are.
 
-`build_report(directory)` reads `runs.csv` (and `trials.csv` and `manifest.json` when present) and writes, all
-atomically, into the results directory:
+`build_report(directory)` reads `runs.csv` (and `trials.csv` and `manifest.json` when present, each run's
+result.json, metrics.csv and diagnostics.csv) and writes, all atomically, into the results directory:
 
     report.md                    findings, tables and methods; figures linked from figures/
     report.html                  the same, self-contained: figures embedded as data: URIs, inline CSS
-    figures/*.png                resilience heatmap, performance profile, learning curves, cost, LR sensitivity
-                                 (with trials.csv),
-                                 resilience in two result sets (with compare=)
-    tables/*.csv, tables/*.tex   summary (per variant x task), resilience (per variant), optimisability and
-                                 compare when they apply; LaTeX tables need booktabs and amssymb
+    figures/*.png                resilience heatmap, performance profile, learning curves (validation metric and
+                                 training loss), per-layer diagnostics, cost, LR sensitivity (with trials.csv)
+    tables/*.csv, tables/*.tex   summary (per variant x task), resilience (per variant), cost (per variant x
+                                 task), aggregates and optimisability when they apply; LaTeX needs booktabs, amssymb
+
+`build_report(directory, compare=other)` writes the comparison of two result sets instead, as a report of its
+own (`ablations.report.compare`): `compare-<other>.md` and `.html` beside report.md, which it never touches.
 
 The statistics are in ablations/analyse/aggregate.py and ablations/analyse/stats.py, whose docstrings state every
-rule; the report's Methods section repeats them. Markdown becomes HTML through ablations/report/markup.py.
+rule; the report's Methods section repeats them. Documents, tables and the figure canvas are the reporting
+toolkit's (ablations/report/toolkit.py), shared with the claims and suite reports.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html
-import io
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -31,62 +30,38 @@ from ablations import __version__
 from ablations.analyse import aggregate as agg_mod
 from ablations.analyse import stats
 from ablations.analyse.aggregate import MARKS, Aggregate, aggregate, load
-from ablations.report.markup import inline_html, to_html
-from ablations.store.files import write_text_atomic
+from ablations.report.tuning import CAPTION as TUNING_CAPTION
+from ablations.report.toolkit import (Document, draw, duration, interval, latex_escape, num, p_equals, p_text,
+                                      signed, to_latex, write_document, write_table)
+
+__all__ = ["FIGURES", "build_report", "cost_table", "findings", "latex_escape", "methods", "optimisability_table",
+           "provenance", "resilience_table", "robust_table", "runs_table", "summary_table", "to_latex",
+           "write_report"]
 
 FIGURES = {
     "resilience_heatmap": "Normalised score per variant and task, and resilience over all tasks",
-    "learning_curves": "Validation metric during training: mean ± 1 sd over the seeds still training at each step; "
-                       "✗ marks where a run diverged or failed",
-    "lr_sensitivity": "Validation metric of each tuning trial against its learning rate",
-    "cost": "Training throughput and parameter count",
-    "compare_resilience": "Resilience in the two result sets",
+    "learning_curves": "Per task, the validation metric (top) and the training loss (bottom) during training: the "
+                       "mean over the seeds still training at each step with its 95% t-interval, clipped to the "
+                       "metric's range; ✗ marks where a run diverged or failed",
+    "layer_diagnostics": "Per-layer diagnostics on a fixed validation batch: branch contribution, gradient norm "
+                         "and token spread against depth, the median over seeds at the end of training (band: "
+                         "the seeds' range) and, dashed, at initialisation",
+    "lr_sensitivity": "Validation metric of each tuning trial against its learning rate, one panel per variant and "
+                      "task, the baseline's trials in grey; shaded: the lowest and highest 10% of the searched "
+                      "range",
+    "tuning_curves": TUNING_CAPTION,
+    "cost": "Cost per variant: parameters, training FLOPs per run, and training throughput as the median over "
+            "runs with the range over runs",
     "performance_profile": "Performance profile: the fraction of runs (averaged over tasks) whose normalised score "
                            "exceeds τ, with 95% stratified-bootstrap bands",
 }
+#: figures and tables that earlier versions of this report wrote and this one does not (the comparison now has a
+#: report of its own): removed when the report is rebuilt, as they would be stale
+LEGACY_FIGURES = ("compare_resilience",)
+LEGACY_TABLES = ("compare", "compare_cells")
 
 
 # ------------------------------------------------------------------------------------------- formatting
-def _num(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)) or pd.isna(value):
-        return "—"
-    return f"{value:.{digits}f}".replace("-", "−")
-
-
-def _signed(value, digits: int = 3) -> str:
-    if value is None or pd.isna(value) or not math.isfinite(value):
-        return "—"
-    return f"{value:+.{digits}f}".replace("-", "−")
-
-
-def _p(value) -> str:
-    if value is None or pd.isna(value):
-        return "—"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def _p_eq(value) -> str:
-    """`p=0.012` or `p<0.001`."""
-    text = _p(value)
-    return "p" + (text if text.startswith("<") else "=" + text)
-
-
-def _interval(low, high, digits: int = 2) -> str:
-    if pd.isna(low) or pd.isna(high):
-        return ""
-    return f"[{_num(low, digits)}, {_num(high, digits)}]"
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "unknown"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{hours} h {minutes:02d} min" if hours else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
-    return f"{text} ({seconds} s)"
-
-
 def _status_counts(row) -> str:
     parts = [f"{row['n_ok']} ok"]
     for status in ("diverged", "pruned", "failed"):
@@ -103,9 +78,9 @@ def _mark(verdict: str) -> str:
 # --------------------------------------------------------------------------------------------- findings
 def _cell_phrase(row, *, with_p: bool = True) -> str:
     metric = row["metric"].replace("_", " ")
-    text = f"{row['task']} ({_signed(row['delta'])} {metric}"
+    text = f"{row['task']} ({signed(row['delta'])} {metric}"
     if with_p:
-        text += f", {_p_eq(row['p_holm'])} Holm"
+        text += f", {p_equals(row['p_holm'])} Holm"
     bad = row["n_diverged"] + row["n_failed"]
     if bad:
         text += f", {bad}/{row['n_runs'] - row['n_pruned']} runs diverged/failed"
@@ -114,9 +89,9 @@ def _cell_phrase(row, *, with_p: bool = True) -> str:
 
 def _norm_interval(row) -> str:
     """`Δ −0.012 [90% −0.041, 0.017]` in normalised units (the equivalence test's interval)."""
-    text = f"Δ {_signed(row['norm_delta'], 3)} normalised"
+    text = f"Δ {signed(row['norm_delta'], 3)} normalised"
     if pd.notna(row["norm_delta_low"]):
-        text += f", 90% CI [{_signed(row['norm_delta_low'], 3)}, {_signed(row['norm_delta_high'], 3)}]"
+        text += f", 90% CI [{signed(row['norm_delta_low'], 3)}, {signed(row['norm_delta_high'], 3)}]"
     return text
 
 
@@ -137,7 +112,7 @@ def findings(agg: Aggregate) -> list[str]:
         return ["No runs in this directory yet."]
     base = cells[cells["variant"] == baseline]
     if len(base):
-        parts = [f"{r['task']} {r['metric'].replace('_', ' ')} {_num(r['mean'])}"
+        parts = [f"{r['task']} {r['metric'].replace('_', ' ')} {num(r['mean'])}"
                  + (f" ({_status_counts(r)})" if r["n_ok"] < r["n_runs"] else "")
                  for _, r in base.iterrows()]
         n = int(base["n_runs"].max())
@@ -154,7 +129,7 @@ def findings(agg: Aggregate) -> list[str]:
                 for _, row in rows.iterrows():
                     if verdict == "broken":
                         bad = row["n_diverged"] + row["n_failed"]
-                        detail = f"normalised {_num(row['norm_mean'], 2)}"
+                        detail = f"normalised {num(row['norm_mean'], 2)}"
                         if bad:
                             detail += f", {bad}/{row['n_runs'] - row['n_pruned']} runs diverged/failed"
                         phrases.append(f"{row['task']} ({detail})")
@@ -165,32 +140,33 @@ def findings(agg: Aggregate) -> list[str]:
         if len(rows):
             clauses.append(f"equivalent within ±{margin:g} on " + ", ".join(
                 f"{row['task']} ({_norm_interval(row)}"
-                + (f"; a significant difference ({_p_eq(row['p_holm'])} Holm), but inside the margin"
+                + (f"; a significant difference ({p_equals(row['p_holm'])} Holm), but inside the margin"
                    if pd.notna(row["p_holm"]) and row["p_holm"] < agg_mod.ALPHA else "") + ")"
                 for _, row in rows.iterrows()))
         rows = own[own["verdict"] == "inconclusive"]
         if len(rows):
             clauses.append("inconclusive on " + ", ".join(
-                f"{row['task']} ({_norm_interval(row)}, {_p_eq(row['p_holm'])} Holm; {_seeds_phrase(row)})"
+                f"{row['task']} ({_norm_interval(row)}, {p_equals(row['p_holm'])} Holm; {_seeds_phrase(row)})"
                 for _, row in rows.iterrows()))
         rows = own[own["verdict"] == "untested"]
         if len(rows):
             clauses.append("untested on " + ", ".join(
-                f"{row['task']} ({_signed(row['delta'])} {row['metric'].replace('_', ' ')}; fewer than 2 runs on a "
+                f"{row['task']} ({signed(row['delta'])} {row['metric'].replace('_', ' ')}; fewer than 2 runs on a "
                 f"side)" for _, row in rows.iterrows()))
         if pd.isna(r["resilience"]):
             score = f"resilience {r['ci_note']}"
         else:
-            score = f"resilience {_num(r['resilience'], 2)}"
-            score += (f" {_interval(r['ci_low'], r['ci_high'])}" if pd.notna(r["ci_low"])
+            score = f"resilience {num(r['resilience'], 2)}"
+            score += (f" {interval(r['ci_low'], r['ci_high'])}" if pd.notna(r["ci_low"])
                       else f" (no interval: {r['ci_note']})")
         judged = len(own)
         score += f"; resilient (equivalent or better) on {int(r['n_resilient'])} of {judged} task{'s' * (judged != 1)}"
         lines.append(f"**{variant}**: {'; '.join(clauses) or 'no runs'}; {score}.")
     if agg.optimisability is not None and len(agg.optimisability):
         medians = agg.optimisability.groupby("variant", sort=False)["decades"].median()
-        lines.append("Learning-rate tolerance (decades of LR within 5% of the best trial, median over tasks): "
-                     + ", ".join(f"{v} {_num(d, 2)}" for v, d in medians.items()) + ".")
+        lines.append(f"Learning-rate tolerance (decades of LR within {agg_mod.LR_TOLERANCE:.0%} of the best trial, "
+                     "median over tasks): "
+                     + ", ".join(f"{v} {num(d, 2)}" for v, d in medians.items()) + ".")
     n_max = int((cells["n_runs"] - cells["n_pruned"]).max())
     if n_max < 2:
         lines.append("Every cell has a single run, so every cell is `untested`: nothing can be `better`, `worse` or "
@@ -203,28 +179,6 @@ def findings(agg: Aggregate) -> list[str]:
                      f"chance-to-baseline range.")
     lines.extend(agg.notes)
     return lines
-
-
-def compare_findings(variants: pd.DataFrame, cells: pd.DataFrame, labels: tuple[str, str], baseline: str) -> str:
-    """One line: each variant's resilience here and in the other result set, and the cells whose verdicts
-    differ."""
-    la, lb = labels
-    parts = []
-    for _, r in variants[variants["variant"] != baseline].iterrows():
-        text = (f"{r['variant']} {_num(r[f'resilience {la}'], 2)} vs {_num(r[f'resilience {lb}'], 2)} "
-                f"({_signed(r['difference'], 2)}")
-        intervals = [r[f"ci_low {la}"], r[f"ci_high {la}"], r[f"ci_low {lb}"], r[f"ci_high {lb}"]]
-        if all(pd.notna(v) for v in intervals):
-            apart = intervals[1] < intervals[2] or intervals[3] < intervals[0]
-            text += ", intervals do not overlap" if apart else ", intervals overlap"
-        parts.append(text + ")")
-    changed = cells[(cells["variant"] != baseline) & (cells[f"verdict {la}"] != cells[f"verdict {lb}"])]
-    line = f"**{la} vs {lb}** (resilience): " + ("; ".join(parts) or "no variants") + "."
-    if len(changed):
-        line += " Verdicts differ on " + ", ".join(
-            f"{r['variant']}/{r['task']} ({r[f'verdict {la}']} vs {r[f'verdict {lb}']})"
-            for _, r in changed.iterrows()) + "."
-    return line
 
 
 # -------------------------------------------------------------------------------------------- tables
@@ -241,8 +195,8 @@ def resilience_table(agg: Aggregate) -> pd.DataFrame:
                 row[f"{task} ({metric[task]})"] = ""
                 continue
             cell = cell.iloc[0]
-            row[f"{task} ({metric[task]})"] = f"{_num(cell['norm_mean'], 2)} {MARKS.get(cell['verdict'], '')}".strip()
-        row["resilience [95% CI]"] = f"{_num(r['resilience'], 2)} {_interval(r['ci_low'], r['ci_high'])}".strip()
+            row[f"{task} ({metric[task]})"] = f"{num(cell['norm_mean'], 2)} {MARKS.get(cell['verdict'], '')}".strip()
+        row["resilience [95% CI]"] = f"{num(r['resilience'], 2)} {interval(r['ci_low'], r['ci_high'])}".strip()
         row["resilient tasks (≈ or ▲)"] = ("" if r["variant"] == agg.baseline else
                                            f"{r['n_resilient']}/{int((cells['variant'] == r['variant']).sum())}")
         row["diverged/failed runs"] = f"{r['n_diverged'] + r['n_failed']}/{r['n_runs'] - r['n_pruned']}"
@@ -268,16 +222,16 @@ def summary_table(agg: Aggregate) -> pd.DataFrame:
             "variant": r["variant"], "task": r["task"],
             "metric": f"{r['metric']} ({'↑' if r['higher_is_better'] else '↓'})",
             "runs": _status_counts(r),
-            "mean ± sd": _num(r["mean"]) + (f" ± {_num(r['std'])}" if pd.notna(r["std"]) else ""),
-            "95% CI": _interval(r["ci_low"], r["ci_high"], 3),
-            "Δ vs baseline": "" if r["variant"] == agg.baseline else _signed(r["delta"]),
-            "p (Welch)": "" if r["variant"] == agg.baseline else (_p(r["p_value"]) if pd.notna(r["p_value"])
+            "mean ± sd": num(r["mean"]) + (f" ± {num(r['std'])}" if pd.notna(r["std"]) else ""),
+            "95% CI": interval(r["ci_low"], r["ci_high"], 3),
+            "Δ vs baseline": "" if r["variant"] == agg.baseline else signed(r["delta"]),
+            "p (Welch)": "" if r["variant"] == agg.baseline else (p_text(r["p_value"]) if pd.notna(r["p_value"])
                                                                    else f"— ({r['test_note']})"),
-            "p (Holm)": "" if r["variant"] == agg.baseline else _p(r["p_holm"]),
-            "normalised [95% CI]": (f"{_num(r['norm_mean'], 2)} "
-                                    f"{_interval(r['norm_ci_low'], r['norm_ci_high'])}").strip(),
+            "p (Holm)": "" if r["variant"] == agg.baseline else p_text(r["p_holm"]),
+            "normalised [95% CI]": (f"{num(r['norm_mean'], 2)} "
+                                    f"{interval(r['norm_ci_low'], r['norm_ci_high'])}").strip(),
             "Δ normalised [90% CI]": "" if r["variant"] == agg.baseline else (
-                f"{_signed(r['norm_delta'])} {_interval(r['norm_delta_low'], r['norm_delta_high'], 3)}").strip(),
+                f"{signed(r['norm_delta'])} {interval(r['norm_delta_low'], r['norm_delta_high'], 3)}").strip(),
             "verdict": _mark(r["verdict"]),
             "seeds to decide": "" if r["verdict"] != "inconclusive" else (
                 f"≈ {int(r['seeds_to_decide'])}" if pd.notna(r["seeds_to_decide"]) else f"> {stats.MAX_SEEDS}"
@@ -296,10 +250,10 @@ def robust_table(agg: Aggregate) -> pd.DataFrame | None:
         base = r["variant"] == agg.baseline
         rows.append({
             "variant": r["variant"], "tasks": r["n_tasks"], "runs": r["n_runs"],
-            "IQM [95% CI]": f"{_num(r['iqm'], 2)} {_interval(r['iqm_low'], r['iqm_high'])}".strip(),
+            "IQM [95% CI]": f"{num(r['iqm'], 2)} {interval(r['iqm_low'], r['iqm_high'])}".strip(),
             f"P(improvement over {agg.baseline}) [95% CI]": "" if base else (
-                f"{_num(r['p_improvement'], 2)} "
-                f"{_interval(r['p_improvement_low'], r['p_improvement_high'])}").strip(),
+                f"{num(r['p_improvement'], 2)} "
+                f"{interval(r['p_improvement_low'], r['p_improvement_high'])}").strip(),
             "note": r["note"],
         })
     return pd.DataFrame(rows).set_index("variant")
@@ -315,10 +269,10 @@ def optimisability_table(agg: Aggregate) -> pd.DataFrame | None:
             "variant": r["variant"], "task": r["task"],
             "trials": f"{r['n_ok']} ok" + "".join(f", {r[f'n_{s}']} {s}" for s in ("diverged", "pruned", "failed")
                                                   if r[f"n_{s}"]),
-            "best val": _num(r["best_val"]), "best lr": f"{r['best_lr']:.2g}" if pd.notna(r["best_lr"]) else "—",
+            "best val": num(r["best_val"]), "best lr": f"{r['best_lr']:.2g}" if pd.notna(r["best_lr"]) else "—",
             "LR range within tolerance": (f"{r['lr_low']:.2g} – {r['lr_high']:.2g}" if pd.notna(r["lr_low"])
                                           else "—"),
-            "width (decades)": _num(r["decades"], 2), "decades tried": _num(r["decades_tried"], 2),
+            "width (decades)": num(r["decades"], 2), "decades tried": num(r["decades_tried"], 2),
         })
     return pd.DataFrame(rows).set_index("variant")
 
@@ -327,65 +281,15 @@ def runs_table(agg: Aggregate) -> pd.DataFrame:
     runs = agg.runs
     frame = pd.DataFrame({
         "variant": runs["variant"], "task": runs["task"], "seed": runs["seed"].astype(str),
-        "status": runs["status"], "score": runs["score"].map(lambda v: _num(v, 4)),
+        "status": runs["status"], "score": runs["score"].map(lambda v: num(v, 4)),
         "steps": runs["steps"].map(lambda v: "" if pd.isna(v) else str(int(v))),
         "diverged at": runs["diverged_step"].map(lambda v: "" if pd.isna(v) else str(int(v))),
-        "seconds": runs["wall_seconds"].map(lambda v: _num(v, 1)),
+        "seconds": runs["wall_seconds"].map(lambda v: num(v, 1)),
         "params": runs["n_params"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
         "tokens/s": runs["tokens_per_second"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}"),
         "error": runs["error"].map(lambda e: (e[:80] + "…") if len(e) > 80 else e),
     })
     return frame.set_index("variant")
-
-
-# -------------------------------------------------------------------------------------------- LaTeX
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_SYMBOLS = {"▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", "✗": r"$\times$", "±": r"$\pm$",
-                  "≈": r"$\approx$", "·": r"$\cdot$",
-                  "−": "$-$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "≥": r"$\geq$",
-                  "—": "--", "–": "--", "…": r"\ldots{}", "<": r"$<$", ">": r"$>$"}
-
-
-def latex_escape(text) -> str:
-    text = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
-    return "".join(_LATEX_SYMBOLS.get(ch, ch) for ch in text)
-
-
-def to_latex(frame: pd.DataFrame, caption: str = "", label: str = "") -> str:
-    """A booktabs table (needs \\usepackage{booktabs,amssymb}); numbers are formatted to 4 significant digits."""
-    frame = frame.reset_index() if frame.index.name else frame
-
-    def cell(value) -> str:
-        if isinstance(value, float):
-            return "--" if not math.isfinite(value) else f"{value:.4g}"
-        return latex_escape(value)
-
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-               for c in frame.columns]
-    spec = "".join("r" if n else "l" for n in numeric)
-    lines = ["% generated by ablations.report; needs \\usepackage{booktabs,amssymb}", "\\begin{table}[ht]",
-             "\\centering", "\\small"]
-    if caption:
-        lines.append(f"\\caption{{{latex_escape(caption)}}}")
-    if label:
-        lines.append(f"\\label{{{label}}}")
-    lines += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-              " & ".join(latex_escape(c) for c in frame.columns) + " \\\\", "\\midrule"]
-    for row in frame.itertuples(index=False):
-        lines.append(" & ".join(cell(v) for v in row) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
-    return "\n".join(lines)
-
-
-def _write_table(directory: Path, name: str, numeric: pd.DataFrame, formatted: pd.DataFrame, caption: str,
-                 written: dict) -> None:
-    buffer = io.StringIO()
-    numeric.to_csv(buffer, index=False)
-    write_text_atomic(directory / "tables" / f"{name}.csv", buffer.getvalue())
-    write_text_atomic(directory / "tables" / f"{name}.tex", to_latex(formatted, caption, f"tab:{name}"))
-    written[f"{name}.csv"] = directory / "tables" / f"{name}.csv"
-    written[f"{name}.tex"] = directory / "tables" / f"{name}.tex"
 
 
 # ------------------------------------------------------------------------------------------- provenance
@@ -419,10 +323,10 @@ def provenance(agg: Aggregate, command: str | None = None) -> list[tuple[str, st
     seeds = sorted({int(s) for s in runs["seed"].dropna()})
     planned = (manifest.get("ablation") or {}).get("seeds")
     total = float(runs["wall_seconds"].sum()) if len(runs) else 0.0
-    compute = _duration(total) + f" over {len(runs)} runs (sum of wall_seconds)"
+    compute = duration(total) + f" over {len(runs)} runs (sum of wall_seconds)"
     trials = agg.results.trials
     if trials is not None and len(trials):
-        compute += f"; tuning: {_duration(float(trials['wall_seconds'].sum()))} over {len(trials)} trials"
+        compute += f"; tuning: {duration(float(trials['wall_seconds'].sum()))} over {len(trials)} trials"
     version_text = ", ".join(f"{k} {v}" for k, v in versions.items()) if versions else "not recorded"
     return [
         ("Command", "; ".join(f"`{c}`" for c in commands) if commands else "not recorded (no manifest.json)"),
@@ -430,12 +334,48 @@ def provenance(agg: Aggregate, command: str | None = None) -> list[tuple[str, st
         ("Config hash", f"`{manifest['config_hash']}`" if manifest.get("config_hash") else
          "not recorded (no manifest.json)"),
         ("Seeds", (", ".join(map(str, seeds)) or "none")
-         + (f" (the ablation defines {', '.join(map(str, planned))})" if planned and list(planned) != seeds else "")),
+         + (f" (chosen by data: ablation.seeds=auto, see Methods and sequential.json)" if planned == "auto" else
+            f" (the ablation defines {', '.join(map(str, planned))})" if planned and list(planned) != seeds else "")),
         ("Hardware", hw),
         ("Total compute", compute),
         ("Results written", str(manifest.get("created") or "unknown")),
         ("Report written", _dt.datetime.now().astimezone().isoformat(timespec="seconds")),
     ]
+
+
+def trial_error_lines(agg: Aggregate) -> list[str]:
+    """One line per cell whose tuning trials failed or diverged with an error (trials.csv's `error`), and one per
+    tuned cell whose final runs used the task's defaults because no trial had a score: a budget spent on errors
+    must be seen, not averaged away."""
+    trials = agg.results.trials
+    lines = []
+    if trials is None or not len(trials) or "error" not in trials:
+        return lines
+    bad = trials[trials["status"].isin(["failed", "diverged"]) & trials["error"].fillna("").astype(str).ne("")]
+    for (variant, task), cell in bad.groupby(["variant", "task"], sort=False):
+        total = int(((trials["variant"] == variant) & (trials["task"] == task)).sum())
+        first = str(cell["error"].iloc[0])
+        first = first if len(first) <= 160 else first[:157] + "..."
+        lines.append(f"⚠ {len(cell)}/{total} tuning trials of {variant} × {task} ended {', '.join(sorted(set(cell['status'])))} "
+                     f"with an error (trials.csv), e.g. trial {int(cell['trial'].iloc[0])}: {first}")
+    runs = agg.runs
+    if "tuned_params" in runs:
+        tuned_cells = set(map(tuple, trials[["variant", "task"]].drop_duplicates().values))
+        empty = runs[runs["tuned_params"].fillna("").astype(str).eq("")]
+        for variant, task in sorted({(r.variant, r.task) for r in empty.itertuples()} & tuned_cells):
+            lines.append(f"⚠ No tuning trial of {variant} × {task} had a validation score: its final runs used "
+                         f"the task's default hyper-parameters.")
+    return lines
+
+
+def sequential_methods(agg: Aggregate) -> list[str]:
+    """With `ablation.seeds=auto`: the sequential design (looks, alpha spent at each) and what it decided."""
+    from ablations.analyse import sequential
+
+    record = sequential.read(agg.results.directory) if agg.results.directory is not None else None
+    if record is None:
+        return []
+    return [f"**Seeds chosen by data.** {record.design.methods()} {record.outcome()}"]
 
 
 def methods(agg: Aggregate) -> list[str]:
@@ -480,14 +420,23 @@ def methods(agg: Aggregate) -> list[str]:
         "replicates resample a baseline no better than chance. Resilient tasks are those whose cell is `equivalent` "
         "or `better`; `inconclusive` never counts.",
         "**Aggregates across tasks** as rliable computes them (Agarwal et al. 2021, \"Deep Reinforcement Learning "
-        "at the Edge of the Statistical Precipice\", arXiv:2108.13264): the interquartile mean (IQM) of every normalised run of the variant, "
-        "pooled over tasks (scipy.stats.trim_mean at 25%); the probability of improvement, P(a run of the variant "
-        "scores higher than a run of the baseline on the same task) + ½ P(tie), averaged over tasks (the "
-        "Mann–Whitney U statistic over n·m); and the performance profile, the fraction of runs whose normalised "
-        "score exceeds τ, averaged over tasks. Each has a 95% stratified-bootstrap percentile interval "
-        f"(scipy.stats.bootstrap, {agg.n_boot} replicates, every task's runs resampled on their own, tasks fixed); "
-        "with 2–5 seeds per task these intervals share the bootstrap's small-sample narrowness, so read them as "
-        "descriptive.",
+        "at the Edge of the Statistical Precipice\", arXiv:2108.13264): the interquartile mean (IQM) of every "
+        "normalised run of the variant, pooled over tasks (scipy.stats.trim_mean at 25%); the probability of "
+        "improvement, P(a run of the variant scores higher than a run of the baseline on the same task) + "
+        "½ P(tie), averaged over tasks (the Mann–Whitney U statistic over n·m); and the performance profile, "
+        "the fraction of runs whose normalised score exceeds τ, averaged over tasks. Each has a 95% "
+        f"stratified-bootstrap percentile interval (scipy.stats.bootstrap, {agg.n_boot} replicates, every task's "
+        "runs resampled on their own, tasks fixed); with 2–5 seeds per task these intervals share the bootstrap's "
+        "small-sample narrowness, so read them as descriptive.",
+        "**Learning curves**: at each logged step, the mean over the seeds still training and a 95% Student-t "
+        "interval for it, intersected with the metric's feasible range (accuracy [0, 1], losses and bits per "
+        "character ≥ 0), as for the cells; non-finite values of a diverging run are left out, its last point marked.",
+        "**Per-layer diagnostics**: measured on a fixed probe batch of the validation split at step 0, every "
+        "`trainer.diagnostics_every` steps and at the end (ablations/execute/diagnostics.py defines each); per run "
+        "a block's branches are averaged, then the median over seeds is drawn with the seeds' range.",
+        "**Cost**: training FLOPs per run = (6N + 12LTd) FLOPs per token (models/flops.py: N the matmul weights, L "
+        "layers, T the training sequence length, d the width) × steps × batch size × world size × T tokens, from "
+        "each run's result.json; throughput (tokens/s) as the median and the range over a cell's finished runs.",
         "**Learning-rate tolerance** (with trials.csv): the width in decades of the contiguous learning-rate range "
         f"around the variant's best trial whose trials reach within {agg_mod.LR_TOLERANCE:.0%} of the task's "
         "normalised range (chance to the baseline's best trial) of that best; diverged and failed trials end the "
@@ -495,142 +444,53 @@ def methods(agg: Aggregate) -> list[str]:
     ]
 
 
-# ---------------------------------------------------------------------------------------- the document
-class _Doc:
-    """A tiny document model rendered both to markdown and to HTML."""
+def cost_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Formatted per-cell cost (`ablations.report.cost.cost_summary`): parameters, FLOPs per token, tokens and
+    FLOPs per run (medians over runs), and tokens/s as a median with its range over runs, never a ratio."""
+    from ablations.report.cost import human
 
-    def __init__(self):
-        self.blocks: list[tuple] = []
-
-    def heading(self, level: int, text: str):
-        self.blocks.append(("h", level, text))
-
-    def para(self, text: str):
-        self.blocks.append(("p", text))
-
-    def items(self, items: list[str]):
-        self.blocks.append(("ul", list(items)))
-
-    def table(self, frame: pd.DataFrame, collapsed: str | None = None):
-        self.blocks.append(("table", frame, collapsed))
-
-    def figure(self, path: Path, caption: str):
-        self.blocks.append(("fig", Path(path), caption))
-
-    def markdown(self, root: Path) -> str:
-        out = []
-        for block in self.blocks:
-            kind = block[0]
-            if kind == "h":
-                out.append("#" * block[1] + " " + block[2])
-            elif kind == "p":
-                out.append(block[1])
-            elif kind == "ul":
-                out.append("\n".join(f"- {item}" for item in block[1]))
-            elif kind == "table":
-                out.append(_markdown_table(block[1]))
-            elif kind == "fig":
-                rel = block[1].relative_to(root).as_posix()
-                out.append(f"![{block[2]}]({rel})\n\n*{block[2]}*")
-        return "\n\n".join(out) + "\n"
-
-    def html(self, title: str) -> str:
-        out = []
-        for block in self.blocks:
-            kind = block[0]
-            if kind == "h":
-                out.append(f"<h{block[1]}>{inline_html(block[2])}</h{block[1]}>")
-            elif kind == "p":
-                out.append(to_html(block[1]).strip())
-            elif kind == "ul":
-                out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in block[1]) + "</ul>")
-            elif kind == "table":
-                table = _html_table(block[1])
-                out.append(f"<details><summary>{inline_html(block[2])}</summary>{table}</details>" if block[2]
-                           else table)
-            elif kind == "fig":
-                data = base64.b64encode(block[1].read_bytes()).decode("ascii")
-                out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'
-                           f"<figcaption>{inline_html(block[2])}</figcaption></figure>")
-        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-                f"</title>\n<style>{_CSS}</style></head>\n<body>\n" + "\n".join(out) + "\n</body></html>\n")
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}
-h1{border-bottom:2px solid #ddd;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #eee}
-code{background:#f3f3f3;padding:0 .25em;border-radius:3px;font-size:90%}
-table{border-collapse:collapse;margin:.6em 0;font-size:90%}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f6f6f6}tr:nth-child(even) td{background:#fbfbfb}
-figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#555;font-size:90%}ul.findings li{margin:.3em 0}
-details summary{cursor:pointer;color:#0550ae;margin:.5em 0}
-"""
-
-
-def _markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (pandas' to_markdown needs the optional `tabulate`)."""
-    def clean(value) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    header = ([frame.index.name or ""] if frame.index.name else []) + [clean(c) for c in frame.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for index, row in frame.iterrows():
-        values = ([clean(index)] if frame.index.name else []) + [clean(v) for v in row]
-        lines.append("| " + " | ".join(values) + " |")
-    return "\n".join(lines)
-
-
-def _html_table(frame: pd.DataFrame) -> str:
-    header = ([frame.index.name] if frame.index.name else []) + list(frame.columns)
-    rows = ["<tr>" + "".join(f"<th>{inline_html(str(h))}</th>" for h in header) + "</tr>"]
-    for index, row in frame.iterrows():
-        values = ([index] if frame.index.name else []) + list(row)
-        rows.append("<tr>" + "".join(f"<td>{inline_html(str(v))}</td>" for v in values) + "</tr>")
-    return "<table>" + "".join(rows) + "</table>"
-
-
-def _labels(a: Path, b: Path) -> tuple[str, str]:
-    """Short distinct names for two directories (their names, else their last two parts, else full paths)."""
-    a, b = Path(a).resolve(), Path(b).resolve()
-    for depth in (1, 2, 3):
-        la, lb = "/".join(a.parts[-depth:]), "/".join(b.parts[-depth:])
-        if la != lb:
-            return la, lb
-    return str(a), str(b) + " (2)"
+    rows = []
+    for _, r in summary.iterrows():
+        speed = "—" if pd.isna(r["tps_median"]) else (
+            f"{human(r['tps_median'])} [{human(r['tps_min'])}–{human(r['tps_max'])}] over {int(r['tps_runs'])} "
+            f"run{'s' * (r['tps_runs'] != 1)}")
+        rows.append({"variant": r["variant"], "task": r["task"], "runs": int(r["runs"]),
+                     "parameters": human(r["n_params"]), "training FLOPs per token": human(r["flops_per_token"]),
+                     "tokens per run": human(r["tokens"]), "training FLOPs per run": human(r["flops"]),
+                     "tokens/s: median [range]": speed})
+    return pd.DataFrame(rows).set_index("variant") if rows else pd.DataFrame()
 
 
 # ------------------------------------------------------------------------------------------ the report
-def _draw(name: str, func, *args) -> tuple[Path | None, str | None]:
-    try:
-        return func(*args), None
-    except Exception as error:  # a figure that cannot be drawn is reported, not fatal to the report
-        return None, f"figure {name} could not be drawn: {type(error).__name__}: {error}"
-
-
-def _build(directory: Path, *, compare: Path | None = None, ablation: str | None = None,
-           description: str | None = None, baseline: str | None = None, command: str | None = None) -> dict:
+def _build(directory: Path, *, ablation: str | None = None, description: str | None = None,
+           baseline: str | None = None, command: str | None = None) -> dict:
+    from ablations.analyse.diagnostics import read_diagnostics
     from ablations.report import figures
+    from ablations.report.cost import cost_summary, run_costs
+    from ablations.report import tuning
+    from ablations.report.search import edge_cells, edge_warnings, search_space
 
     directory = Path(directory)
     agg = aggregate(load(directory, ablation=ablation, description=description, baseline=baseline))
-    other, labels = None, None
-    if compare is not None:
-        other = aggregate(load(Path(compare)))
-        labels = _labels(directory, Path(compare))
+    costs = run_costs(agg.results)
+    space = search_space(agg.results) if agg.optimisability is not None else {}
+    edges = edge_cells(agg.optimisability, space.get("lr"))
     errors: list[str] = []
+    try:
+        diag = read_diagnostics(directory, agg.runs)
+    except (OSError, ValueError, KeyError) as error:  # a damaged file (pandas parse errors are ValueErrors)
+        diag = read_diagnostics(directory, agg.runs.iloc[:0])
+        errors.append(f"diagnostics.csv could not be read: {type(error).__name__}: {error}")
     written_figures: dict[str, Path] = {}
-    jobs = [("resilience_heatmap", figures.resilience_heatmap, agg),
-            ("learning_curves", figures.learning_curves, agg),
-            ("lr_sensitivity", figures.lr_sensitivity, agg),
-            ("cost", figures.cost_bars, agg),
-            ("performance_profile", figures.performance_profile, agg)]
-    if other is not None:
-        jobs.append(("compare_resilience", lambda a, p: figures.compare_resilience(a, other, labels, p), agg))
-    for name, func, data in jobs:
-        path, error = _draw(name, func, data, directory / "figures" / f"{name}.png")
+    jobs = [("resilience_heatmap", figures.resilience_heatmap, {}),
+            ("learning_curves", figures.learning_curves, {}),
+            ("layer_diagnostics", figures.layer_diagnostics, {"diag": diag}),
+            ("lr_sensitivity", figures.lr_sensitivity, {"space": space}),
+            ("tuning_curves", tuning.tuning_figure, {}),
+            ("cost", figures.cost_bars, {"costs": costs}),
+            ("performance_profile", figures.performance_profile, {})]
+    for name, func, extra in jobs:
+        path, error = draw(name, func, agg, directory / "figures" / f"{name}.png", **extra)
         if path is not None:
             written_figures[name] = path
         if error:
@@ -639,31 +499,32 @@ def _build(directory: Path, *, compare: Path | None = None, ablation: str | None
     tables: dict[str, Path] = {}
     summary = summary_table(agg)
     res_table = resilience_table(agg)
-    _write_table(directory, "summary", agg.cells, summary, f"{agg.results.ablation}: per variant and task",
-                 tables)
-    _write_table(directory, "resilience", resilience_export(agg), res_table,
-                 f"{agg.results.ablation}: normalised score per task (chance 0, baseline 1) and resilience", tables)
+    write_table(directory, "summary", agg.cells, summary, f"{agg.results.ablation}: per variant and task", tables)
+    write_table(directory, "resilience", resilience_export(agg), res_table,
+                f"{agg.results.ablation}: normalised score per task (chance 0, baseline 1) and resilience", tables)
+    costs_by_cell = cost_summary(costs)
+    cost_formatted = cost_table(costs_by_cell)
+    if len(costs_by_cell):
+        write_table(directory, "cost", costs_by_cell, cost_formatted,
+                    f"{agg.results.ablation}: parameters, training FLOPs and throughput per variant and task", tables)
     rob_table = robust_table(agg)
     if rob_table is not None:
-        _write_table(directory, "aggregates", agg.robust, rob_table,
-                     f"{agg.results.ablation}: interquartile mean and probability of improvement over tasks", tables)
+        write_table(directory, "aggregates", agg.robust, rob_table,
+                    f"{agg.results.ablation}: interquartile mean and probability of improvement over tasks", tables)
     opt_table = optimisability_table(agg)
     if opt_table is not None:
-        _write_table(directory, "optimisability", agg.optimisability, opt_table,
-                     f"{agg.results.ablation}: learning-rate tolerance", tables)
-    compare_variants = compare_cells = None
-    if other is not None:
-        compare_variants, compare_cells = agg_mod.compare(agg, other, labels)
-        formatted = _compare_formatted(compare_variants, labels)
-        _write_table(directory, "compare", compare_variants, formatted,
-                     f"Resilience: {labels[0]} vs {labels[1]}", tables)
-        _write_table(directory, "compare_cells", compare_cells, _compare_cells_formatted(compare_cells, labels),
-                     f"Normalised score per cell: {labels[0]} vs {labels[1]}", tables)
+        write_table(directory, "optimisability", agg.optimisability, opt_table,
+                    f"{agg.results.ablation}: learning-rate tolerance", tables)
 
     found = findings(agg)
-    if other is not None:
-        found.append(compare_findings(compare_variants, compare_cells, labels, agg.baseline))
-    doc = _Doc()
+    at = len(found) - len(agg.notes)  # what this report adds goes before the data notes
+    found[at:at] = tuning.tuning_findings(agg) + trial_error_lines(agg)
+    edge_lines = edge_warnings(edges, space["lr"]) if len(edges) else []
+    if edge_lines:
+        found.insert(len(found) - len(agg.notes), (
+            f"In {len(edges)} of {len(agg.optimisability)} tuned cells the best learning rate sits at the edge of "
+            f"the searched range, where the optimum may lie outside it (see Optimisability)."))
+    doc = Document()
     title = f"Ablation `{agg.results.ablation}`"
     doc.heading(1, title)
     if agg.results.description:
@@ -704,85 +565,95 @@ def _build(directory: Path, *, compare: Path | None = None, ablation: str | None
     doc.table(summary)
     if opt_table is not None:
         doc.heading(2, "Optimisability")
+        lr = space.get("lr")
+        searched = (f"The learning rate was searched over [{lr.low:.3g}, {lr.high:.3g}]"
+                    f"{' on a log scale' if lr.log else ''} (read from {lr.source}). " if lr is not None else
+                    "No searched learning-rate range is recorded, so the edge of the range cannot be checked. ")
         doc.para(f"From trials.csv: how wide a learning-rate range reaches within {agg_mod.LR_TOLERANCE:.0%} of "
                  "the normalised range of each variant's best trial. A narrow range means the variant needs "
-                 "careful tuning.")
+                 f"careful tuning. {searched}A best trial in the lowest or highest 10% of that range is flagged: "
+                 "its optimum may lie outside the range.")
         doc.table(opt_table)
+        if edge_lines:
+            doc.items(edge_lines)
+        elif lr is not None:
+            doc.para("No cell's best learning rate sits at the edge of the searched range.")
         if "lr_sensitivity" in written_figures:
             doc.figure(written_figures["lr_sensitivity"], FIGURES["lr_sensitivity"])
-    if other is not None:
-        doc.heading(2, f"Comparison: {labels[0]} vs {labels[1]}")
-        doc.para(f"The same statistics computed for each result set separately (`{other.results.directory}`: "
-                 f"ablation `{other.results.ablation}`, baseline `{other.baseline}`). Difference = "
-                 f"{labels[0]} − {labels[1]}; each set is normalised to its own baseline.")
-        doc.table(_compare_formatted(compare_variants, labels))
-        doc.table(_compare_cells_formatted(compare_cells, labels))
-        if "compare_resilience" in written_figures:
-            doc.figure(written_figures["compare_resilience"], FIGURES["compare_resilience"])
+        if "tuning_curves" in written_figures:
+            doc.para("How good a variant gets with the tuning effort spent on it: a variant that needs more trials "
+                     "shows as such here, instead of winning or losing by the luck of a small budget.")
+            doc.figure(written_figures["tuning_curves"], FIGURES["tuning_curves"])
     doc.heading(2, "Training")
-    for name in ("learning_curves", "cost"):
-        if name in written_figures:
-            doc.figure(written_figures[name], FIGURES[name])
-    if "learning_curves" not in written_figures:
-        doc.para("No learning curves: no run's metrics.csv was found.")
+    if "learning_curves" in written_figures:
+        doc.figure(written_figures["learning_curves"], FIGURES["learning_curves"])
+    else:
+        doc.para("No learning curves: no run's metrics.csv has a validation row (runs written before every run "
+                 "validated at its last step, with trainer.max_steps below trainer.val_every, have none)."
+                 if any((directory / str(r)).joinpath("metrics.csv").is_file() for r in agg.runs.get("run_dir", []))
+                 else "No learning curves: no run's metrics.csv was found.")
+    doc.heading(3, "Inside the layers")
+    if "layer_diagnostics" in written_figures:
+        doc.para("How much each block's branches add to the residual stream, how large each layer's gradient is, "
+                 "and how far the token representations stay apart (rank-one collapse, Dong et al. 2021, "
+                 "arXiv:2103.03404, drives token spread to 0), measured on a fixed validation "
+                 "batch by `trainer.diagnostics_every`.")
+        doc.figure(written_figures["layer_diagnostics"], FIGURES["layer_diagnostics"])
+    else:
+        doc.para("No per-layer diagnostics: no run has a diagnostics.csv (`trainer.diagnostics_every=0`).")
+    doc.heading(3, "Cost")
+    doc.para("Compute is training FLOPs per run: the FLOPs per token of models/flops.py (6N + 12LTd; Kaplan et al. "
+             "2020, arXiv:2001.08361) times the tokens the run trained (steps × batch × sequence "
+             "length): a property of the architecture and the budget, the same on any machine. It counts the "
+             "matmul weights and one attention workload for every variant (models/flops.py's \"model FLOPs\"): a "
+             "windowed, kernelised or memory-augmented attention costs the same as softmax attention here. Throughput "
+             "depends on the machine and on whatever else ran on it, so it is given only as the median over runs "
+             "with the range over runs: differences inside that range are noise.")
+    if len(cost_formatted):
+        doc.table(cost_formatted)
+    if "cost" in written_figures:
+        doc.figure(written_figures["cost"], FIGURES["cost"])
     doc.heading(2, "Methods")
-    doc.items(methods(agg))
+    doc.items(methods(agg) + tuning.tuning_methods(agg) + sequential_methods(agg))
     doc.heading(2, "How these results were produced")
     doc.items([f"{k}: {v}" for k, v in provenance(agg, command)])
     doc.para("Tables: " + ", ".join(f"`tables/{name}`" for name in tables) + ".")
     doc.heading(2, "Every run")
     doc.table(runs_table(agg), collapsed=f"{len(agg.runs)} runs")
 
-    # A figure or table that an earlier report wrote and this one does not (no trials.csv or no compare= any
-    # more) would be stale: remove it, touching only the names this module writes.
-    for name in FIGURES:
+    # A figure or table that an earlier report wrote and this one does not (no trials.csv any more, or an older
+    # version's comparison) would be stale: remove it, touching only the names this module writes.
+    for name in [*FIGURES, *LEGACY_FIGURES]:
         if name not in written_figures:
             (directory / "figures" / f"{name}.png").unlink(missing_ok=True)
-    for name in ("aggregates", "optimisability", "compare", "compare_cells"):
+    for name in ("aggregates", "optimisability", "cost", *LEGACY_TABLES):
         for suffix in (".csv", ".tex"):
             if f"{name}{suffix}" not in tables:
                 (directory / "tables" / f"{name}{suffix}").unlink(missing_ok=True)
 
-    md_path, html_path = directory / "report.md", directory / "report.html"
-    write_text_atomic(md_path, doc.markdown(directory))
-    write_text_atomic(html_path, doc.html(f"Ablation {agg.results.ablation}"))
+    md_path, html_path = write_document(doc, directory, "report", f"Ablation {agg.results.ablation}")
     return {"report_md": md_path, "report_html": html_path, "figures": written_figures, "tables": tables,
-            "findings": found, "errors": errors, "aggregate": agg, "compare": other}
-
-
-def _compare_formatted(variants: pd.DataFrame, labels: tuple[str, str]) -> pd.DataFrame:
-    rows = []
-    for _, r in variants.iterrows():
-        row = {"variant": r["variant"]}
-        for label in labels:
-            row[f"resilience {label}"] = (f"{_num(r[f'resilience {label}'], 2)} "
-                                          f"{_interval(r[f'ci_low {label}'], r[f'ci_high {label}'])}").strip()
-        row[f"difference ({labels[0]} − {labels[1]})"] = _signed(r["difference"], 2)
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("variant")
-
-
-def _compare_cells_formatted(cells: pd.DataFrame, labels: tuple[str, str]) -> pd.DataFrame:
-    rows = []
-    for _, r in cells.iterrows():
-        row = {"variant": r["variant"], "task": f"{r['task']} ({r['metric']})"}
-        for label in labels:
-            verdict = r[f"verdict {label}"]
-            row[f"normalised {label}"] = ("" if pd.isna(verdict) else
-                                          f"{_num(r[f'norm_mean {label}'], 2)} {MARKS.get(verdict, '')}".strip())
-            row[f"verdict {label}"] = "" if pd.isna(verdict) else verdict
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("variant")
+            "findings": found, "errors": errors, "aggregate": agg, "compare": None, "lr_edges": edges,
+            "search_space": space, "costs": costs}
 
 
 def build_report(directory: Path, *, compare: Path | None = None) -> dict:
     """Write report.md, report.html, figures/ and tables/ for the results in `directory`.
 
-    `compare` names a second results directory (e.g. the same ablation at another depth) whose resilience
-    scores are shown beside this one's. Returns a dict: report_md, report_html (paths), figures and tables
-    (name -> path), findings (list of markdown lines), errors (figures that could not be drawn), aggregate
-    (the statistics, an `ablations.analyse.aggregate.Aggregate`) and compare (the other one's, or None)."""
-    return _build(Path(directory), compare=compare)
+    Returns a dict: report_md, report_html (paths), figures and tables (name -> path), findings (markdown
+    lines), errors (figures that could not be drawn), aggregate (the statistics, an
+    `ablations.analyse.aggregate.Aggregate`), compare (None), lr_edges (the cells whose best learning rate sits
+    at the edge of the searched range), search_space and costs (one row per run).
+
+    With `compare` (a second results directory, e.g. the same ablation at another depth), it writes the
+    comparison of the two instead, as a report of its own (`ablations.report.compare.build_compare_report`:
+    `compare-<other>.md` and `.html` in `directory`), and leaves this directory's own report.md, report.html,
+    figures and tables as they are; the dict then describes the comparison."""
+    if compare is not None:
+        from ablations.report.compare import build_compare_report
+
+        return build_compare_report(Path(directory), Path(compare))
+    return _build(Path(directory))
 
 
 def write_report(directory: Path, *, ablation: str, description: str, baseline: str, command: str) -> Path:

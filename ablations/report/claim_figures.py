@@ -1,7 +1,8 @@
 """Figures of the claims report: layer diagnostics over training and depth, and loss curves by condition.
 
-Each function takes tidy frames (see ablations/diagnostics.py for the diagnostic rows), writes one PNG
-atomically and returns its path, or None when there is nothing to draw.
+Each function takes tidy frames (see ablations/analyse/diagnostics.py for the diagnostic rows), writes one PNG
+atomically and returns its path, or None when there is nothing to draw. Diagnostics against depth are reduced
+by `analyse.diagnostics.depth_profile` and drawn by `figures.depth_panel`, the same as in every ablation report.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 
-from ablations.report.figures import _figure, _save, _style
+from ablations.analyse.diagnostics import MOMENTS, depth_profile
+from ablations.report.figures import depth_panel
+from ablations.report.toolkit import figure_style, legend_outside, new_figure, save_figure
 
 
 def contribution_heatmaps(diag: pd.DataFrame, variants: list[str], path: Path) -> Path | None:
@@ -27,8 +29,8 @@ def contribution_heatmaps(diag: pd.DataFrame, variants: list[str], path: Path) -
     grids = {v: frame[frame["variant"] == v].pivot_table(index="layer", columns="step", values="value",
                                                          aggfunc="mean") for v in present}
     vmax = float(np.nanpercentile(np.concatenate([g.to_numpy().ravel() for g in grids.values()]), 99)) or 1.0
-    with _style():
-        figure = _figure(4.2 * len(present) + 1.0, 3.4)
+    with figure_style():
+        figure = new_figure(4.2 * len(present) + 1.0, 3.4)
         axes = figure.subplots(1, len(present), squeeze=False)[0]
         for i, (ax, variant) in enumerate(zip(axes, present)):
             grid = grids[variant]
@@ -43,42 +45,33 @@ def contribution_heatmaps(diag: pd.DataFrame, variants: list[str], path: Path) -
             ax.set_xticks(ticks[::keep])
             ax.set_xticklabels(labels[::keep], rotation=0)
         figure.suptitle("Branch contribution by layer over training (mean over attention/MLP branches and seeds)")
-        return _save(figure, path)
+        return save_figure(figure, path)
 
 
 def by_depth(diag: pd.DataFrame, metric: str, variants: list[str], path: Path, *, ylabel: str,
              log: bool = False) -> Path | None:
-    """A diagnostic against depth (x: layer), at the first and the last measured step of each run, one line per
-    variant (mean over seeds, with the seeds' range as a band)."""
-    frame = diag[(diag["metric"] == metric) & diag["variant"].isin(variants)].copy()
-    if frame.empty:
+    """A diagnostic against depth (x: layer), at initialisation and at the end of training (two panels), one
+    line per variant: the median over seeds, with the seeds' range as a band."""
+    profile = depth_profile(diag[diag["variant"].isin(variants)], metric)
+    if profile.empty:
         return None
     import seaborn as sns
 
-    first = frame.groupby(["variant", "seed"])["step"].transform("min")
-    last = frame.groupby(["variant", "seed"])["step"].transform("max")
-    frame["when"] = np.where(frame["step"] == first, "initialisation", np.where(frame["step"] == last, "end", ""))
-    frame = frame[frame["when"] != ""]
-    frame = frame.groupby(["variant", "seed", "when", "layer"], as_index=False)["value"].mean()
-    if log:
-        frame = frame[frame["value"] > 0]
-    with _style():
-        figure = _figure(10.0, 3.8)
-        axes = figure.subplots(1, 2, sharey=True)
-        order = [v for v in variants if v in set(frame["variant"])]
-        for ax, when in zip(axes, ("initialisation", "end")):
-            data = frame[frame["when"] == when]
-            sns.lineplot(data=data, x="layer", y="value", hue="variant", hue_order=order, marker="o", ax=ax,
-                         errorbar=("pi", 100), legend=when == "end")
-            ax.set_title(f"at {when}")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("layer (0: embedding)")
-            ax.set_ylabel(ylabel)
-            if log:
-                ax.set_yscale("log")
-        if axes[1].get_legend() is not None:
-            sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1.0), title="variant")
-        return _save(figure, path)
+    order = [v for v in variants if v in set(profile["variant"])]
+    colours = dict(zip(order, sns.color_palette("tab10", len(order))))  # a claim's variants, none the baseline
+    tasks = list(dict.fromkeys(profile["task"]))
+    with figure_style():
+        figure = new_figure(10.0, 3.8 * len(tasks))
+        axes = figure.subplots(len(tasks), 2, sharey=True, squeeze=False)
+        for row, task in enumerate(tasks):
+            for ax, moment in zip(axes[row], MOMENTS):
+                depth_panel(ax, profile[profile["task"] == task], order, colours, moments=(moment,), log=log)
+                ax.set_title(f"at {'the end' if moment == MOMENTS[-1] else moment}"
+                             + (f" · {task}" if len(tasks) > 1 else ""))
+                ax.set_xlabel("layer (0: embedding)")
+                ax.set_ylabel(ylabel if ax is axes[row][0] else "")
+        legend_outside(figure, list(axes.ravel()), title="variant (median;\nband: range over seeds)", order=order)
+        return save_figure(figure, path)
 
 
 def loss_curves(curves: pd.DataFrame, panels: dict[str, list[str]], path: Path) -> Path | None:
@@ -88,8 +81,8 @@ def loss_curves(curves: pd.DataFrame, panels: dict[str, list[str]], path: Path) 
         return None
     import seaborn as sns
 
-    with _style():
-        figure = _figure(4.0 * len(panels) + 1.5, 3.6)
+    with figure_style():
+        figure = new_figure(4.0 * len(panels) + 1.5, 3.6)
         axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
         for i, (ax, (title, variants)) in enumerate(zip(axes, panels.items())):
             data = curves[curves["variant"].isin(variants)].copy()
@@ -104,7 +97,7 @@ def loss_curves(curves: pd.DataFrame, panels: dict[str, list[str]], path: Path) 
             ax.set_ylabel("training loss" if i == 0 else "")
             ax.legend(fontsize=8, title=None)
         figure.suptitle("Training loss of the tuned runs, one line per seed")
-        return _save(figure, path)
+        return save_figure(figure, path)
 
 
 def score_bars(frame: pd.DataFrame, x: str, y: str, path: Path, *, title: str, ylabel: str,
@@ -114,8 +107,8 @@ def score_bars(frame: pd.DataFrame, x: str, y: str, path: Path, *, title: str, y
         return None
     import seaborn as sns
 
-    with _style():
-        figure = _figure(max(5.0, 1.1 * frame[x].nunique() + 2.0), 3.6)
+    with figure_style():
+        figure = new_figure(max(5.0, 1.1 * frame[x].nunique() + 2.0), 3.6)
         ax = figure.subplots()
         order = list(dict.fromkeys(frame[x]))
         sns.barplot(data=frame, x=x, y=y, order=order, ax=ax, color="#8fb3d9", errorbar=None)
@@ -128,4 +121,4 @@ def score_bars(frame: pd.DataFrame, x: str, y: str, path: Path, *, title: str, y
         ax.set_xlabel("")
         ax.set_ylabel(ylabel)
         ax.tick_params(axis="x", rotation=20)
-        return _save(figure, path)
+        return save_figure(figure, path)

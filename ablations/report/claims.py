@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ablations.report import claim_figures
-from ablations.analyse.aggregate import FAILED, load, normalise, read_trials, resolve_run_dir, summarise, t_interval, \
-    welch_test
-from ablations.analyse.diagnostics import read_diagnostics, training_loss
+from ablations.analyse.aggregate import FAILED, load, normalise, read_trials, summarise, t_interval, welch_test
+from ablations.analyse.diagnostics import read_diagnostics, read_training_loss
 
 VERDICTS = ("supported", "not supported", "inconclusive")
 ALPHA = 0.05
@@ -98,14 +97,8 @@ class Evidence:
         return self._cached("diag", part, lambda: read_diagnostics(self._part(part), self.runs(part)))
 
     def curves(self, part: str) -> pd.DataFrame:
-        frames = []
-        for run in self.runs(part).to_dict("records"):
-            run_dir = resolve_run_dir(self._part(part), run)
-            if run_dir is not None:
-                loss = training_loss(run_dir / "metrics.csv")
-                frames.append(loss.assign(variant=run["variant"], seed=run["seed"]))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "loss", "variant",
-                                                                                         "seed"])
+        """The training loss of every run of a part: variant, task, seed, status, step, loss."""
+        return self._cached("curves", part, lambda: read_training_loss(self._part(part), self.runs(part)))
 
     def require(self, part: str, variants: list[str]) -> pd.DataFrame:
         runs = self.runs(part)
@@ -313,7 +306,8 @@ def pre_vs_post(evidence: Evidence) -> Verdict:
     if trials is not None and len(trials):
         by_lr = trials[trials["variant"].isin(names)].assign(lr=lambda t: t["lr"].map(lambda v: f"lr {v:.2g}"))
         by_lr = by_lr.pivot_table(index="variant", columns="lr", values="val_score", aggfunc="mean")
-        tables.append(("Validation score of every tuning trial, by the learning rate it tried", by_lr.reindex([n for n in names if n in by_lr.index]).reset_index()))
+        by_lr = by_lr.reindex([n for n in names if n in by_lr.index]).reset_index()
+        tables.append(("Validation score of every tuning trial, by the learning rate it tried", by_lr))
     panels = {"2 layers, no warmup": ["pre_L2", "post_L2"], "6 layers, no warmup": ["pre_L6", "post_L6"],
               "6 layers, warmup": ["pre_L6_warmup", "post_L6_warmup"]}
     figure = claim_figures.loss_curves(evidence.curves("depth"), panels, evidence.figures / "pre_vs_post_loss.png")
@@ -436,7 +430,8 @@ def modalities(evidence: Evidence) -> Verdict:
                    f"The lowest modality reaches {_fmt(lowest, 2)} of the way from chance to perfect "
                    f"({', '.join(f'{m} {v:.2f}' for m, v in zip(table['modality'], table['normalised']))}).",
                    tables=[("The baseline on one task per modality", table)],
-                   figures=[(figure, "Normalised score of the baseline per modality; dots are seeds")] if figure else [],
+                   figures=[(figure, "Normalised score of the baseline per modality; dots are seeds")]
+                   if figure else [],
                    caveats=["One small task per modality at its quick default budget; 'learns' means well above "
                             "chance, not state of the art."])
 
@@ -463,10 +458,11 @@ def resilience(evidence: Evidence) -> Verdict:
     share = float(table["resilient"].mean())
     margin = evidence.results("components").margin
     verdict = "supported" if share >= 0.5 else "not supported" if share < 0.25 else "inconclusive"
+    others = ", ".join(f"{v} {x}" for v, x in zip(table["variant"], table["verdict"]) if x != "equivalent")
     return Verdict(verdict,
                    f"{int(table['resilient'].sum())} of {len(table)} tuned modifications are shown to neither help "
                    f"nor hurt beyond ±{margin:g} of the baseline (`equivalent`); the others: "
-                   f"{', '.join(f'{v} {x}' for v, x in zip(table['variant'], table['verdict']) if x != 'equivalent') or 'none'}.",
+                   f"{others or 'none'}.",
                    tables=[("Tuned modifications against the tuned baseline (components part)", table)],
                    figures=[(p, "Components part: normalised score per variant") for p in
                             [evidence.directory / "components" / "figures" / "resilience_heatmap.png"] if p.exists()],

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablations.report.ablation import _Doc, _duration, _num, build_report
+from ablations.report.ablation import build_report
+from ablations.report.toolkit import Document, duration, num, write_document
 from ablations.store.directory import ResultsDir
-from ablations.store.files import write_text_atomic
 
 VERDICT_MARKS = {"supported": "✔ supported", "not supported": "✘ not supported", "inconclusive": "? inconclusive"}
 
@@ -27,7 +27,7 @@ def _format(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in out.columns:
         if pd.api.types.is_float_dtype(out[column]):
-            out[column] = [_num(v) if np.isfinite(v) else "n/a" for v in out[column]]
+            out[column] = [num(v) if np.isfinite(v) else "n/a" for v in out[column]]
     return out.astype(str)
 
 
@@ -39,13 +39,16 @@ def _part_rows(directory: Path, spec: dict) -> pd.DataFrame:
         rows.append({"part": f"[{name}]({name}/report.md)", "variants": len(part["variants"]),
                      "tasks": ", ".join(part["tasks"]), "runs": len(runs),
                      "diverged or failed": int(runs["status"].isin(["diverged", "failed"]).sum()),
-                     "run time": _duration(float(pd.to_numeric(runs["wall_seconds"], errors="coerce").sum()))
+                     "run time": duration(float(pd.to_numeric(runs["wall_seconds"], errors="coerce").sum()))
                      if len(runs) else "n/a",
                      "sweep": part.get("sweep") or "none", "what it varies": part.get("description", "")})
     return pd.DataFrame(rows)
 
 
 def build_suite_report(directory: Path, *, rebuild_parts: bool = False) -> dict:
+    """Write the page above the parts (claims.md/.html for `report: claims`, else report.md/.html listing the
+    parts), after rebuilding each part's own report when `rebuild_parts`; returns report_md, report_html and
+    errors (figures of the parts that could not be drawn)."""
     directory = Path(directory)
     manifest = ResultsDir(directory).manifest() or {}
     spec = manifest.get("ablation") or {}
@@ -54,7 +57,7 @@ def build_suite_report(directory: Path, *, rebuild_parts: bool = False) -> dict:
         for name in spec.get("parts", {}):
             if (directory / name / "runs.csv").is_file():
                 errors += build_report(directory / name)["errors"]
-    doc = _Doc()
+    doc = Document()
     if spec.get("report") == "claims":
         title = f"Claims report: {spec.get('name', directory.name)}"
         _claims(doc, directory, title, manifest, errors)
@@ -65,13 +68,11 @@ def build_suite_report(directory: Path, *, rebuild_parts: bool = False) -> dict:
         doc.para(spec.get("description", ""))
         doc.table(_part_rows(directory, spec))
         stem = "report"
-    md_path, html_path = directory / f"{stem}.md", directory / f"{stem}.html"
-    write_text_atomic(md_path, doc.markdown(directory))
-    write_text_atomic(html_path, doc.html(title))
+    md_path, html_path = write_document(doc, directory, stem, title)
     return {"report_md": md_path, "report_html": html_path, "errors": errors}
 
 
-def _claims(doc: _Doc, directory: Path, title: str, manifest: dict, errors: list[str]) -> None:
+def _claims(doc: Document, directory: Path, title: str, manifest: dict, errors: list[str]) -> None:
     from ablations.report.claims import evaluate
 
     results = evaluate(directory)

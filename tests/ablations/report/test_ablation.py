@@ -5,15 +5,20 @@ import re
 import pandas as pd
 import pytest
 
-from ablations.report.ablation import build_report, latex_escape, write_report
+from ablations.report.ablation import build_report, write_report
+from ablations.report.toolkit import latex_escape
 from tests.ablations.fixtures.synthetic import make_results, standard_spec, standard_trials
+from tests.ablations.report.extra import add_configs, add_diagnostics
 
-FIGURES = ["resilience_heatmap", "learning_curves", "lr_sensitivity", "cost", "performance_profile"]
+FIGURES = ["resilience_heatmap", "learning_curves", "layer_diagnostics", "lr_sensitivity", "tuning_curves", "cost",
+           "performance_profile"]
 
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     directory = make_results(tmp_path_factory.mktemp("rep") / "abl", standard_spec(4), trials=standard_trials())
+    add_diagnostics(directory)
+    add_configs(directory)
     return directory, build_report(directory)
 
 
@@ -27,7 +32,7 @@ def test_every_figure_and_table_is_written(full):
     for name in FIGURES:
         assert (directory / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert report["figures"][name] == directory / "figures" / f"{name}.png"
-    for name in ("summary", "resilience", "aggregates", "optimisability"):
+    for name in ("summary", "resilience", "cost", "aggregates", "optimisability"):
         assert (directory / "tables" / f"{name}.csv").exists() and (directory / "tables" / f"{name}.tex").exists()
     summary = pd.read_csv(directory / "tables" / "summary.csv")
     assert {"n_ok", "n_diverged", "n_pruned", "n_failed", "mean", "ci_low", "ci_high", "delta", "p_value",
@@ -88,6 +93,7 @@ def test_without_trials_or_manifest(tmp_path):
     report = build_report(directory)
     assert report["errors"] == [] and "lr_sensitivity" not in report["figures"]
     assert set(report["figures"]) == {"resilience_heatmap", "learning_curves", "cost", "performance_profile"}
+    assert "No per-layer diagnostics" in report["report_md"].read_text()  # said, not silently left out
     md = report["report_md"].read_text()
     assert "Optimisability" not in md and "not recorded (no manifest.json)" in md
     assert "versions" not in md.lower() or "suite 0.1.0" in md  # versions fall back to a run's result.json
@@ -109,35 +115,33 @@ def test_an_empty_directory_gets_a_report(tmp_path):
     assert report["report_html"].exists() and "No runs" in report["report_md"].read_text()
 
 
-def test_compare_puts_two_result_sets_side_by_side(full, tmp_path):
-    directory, _ = full
-    spec = standard_spec(3)
-    spec[("no_residual", "copy")] = [0.85, 0.86, 0.87]  # deeper model: removing residuals hurts less on copy
-    other = make_results(tmp_path / "deep" / "abl", spec)
-    report = build_report(other, compare=directory)
-    assert report["errors"] == [] and "compare_resilience" in report["figures"]
-    table = pd.read_csv(other / "tables" / "compare.csv").set_index("variant")
-    mine = report["aggregate"].resilience.set_index("variant")["resilience"]
-    theirs = report["compare"].resilience.set_index("variant")["resilience"]
-    labels = [c.removeprefix("resilience ") for c in table.columns if c.startswith("resilience ")]
-    assert len(labels) == 2 and labels[0] != labels[1]
-    assert table.loc["no_residual", f"resilience {labels[0]}"] == pytest.approx(mine["no_residual"])
-    assert table.loc["no_residual", f"resilience {labels[1]}"] == pytest.approx(theirs["no_residual"])
-    cells = pd.read_csv(other / "tables" / "compare_cells.csv")
-    assert len(cells) == 8 and {f"verdict {labels[0]}", f"verdict {labels[1]}"} <= set(cells.columns)
+def test_every_report_has_the_per_layer_diagnostics(full):
+    directory, report = full
+    assert "layer_diagnostics" in report["figures"]
     md = report["report_md"].read_text()
-    assert "## Comparison" in md
-    line = [f for f in report["findings"] if f.startswith(f"**{labels[0]} vs {labels[1]}**")]
-    assert len(line) == 1 and "no_residual" in line[0]
-    html_text = report["report_html"].read_text()
-    assert len(_img_sources(html_text)) == 5 and all(s.startswith("data:") for s in _img_sources(html_text))
+    assert "### Inside the layers" in md and "(figures/layer_diagnostics.png)" in md
 
-    # a later report without compare= removes the comparison's figure and tables, which would be stale
-    report = build_report(other)
-    assert "compare_resilience" not in report["figures"]
-    assert not (other / "figures" / "compare_resilience.png").exists()
-    assert not (other / "tables" / "compare.csv").exists() and not (other / "tables" / "compare_cells.tex").exists()
-    assert "## Comparison" not in report["report_md"].read_text()
+
+def test_cost_is_flops_and_parameters_and_throughput_only_with_its_spread(full):
+    directory, report = full
+    md = report["report_md"].read_text()
+    section = md[md.index("### Cost"):md.index("## Methods")]
+    assert "training FLOPs per run" in section and "parameters" in section
+    assert re.search(r"\| 915 \[900–930\] over 4 runs \|", section)  # tokens/s: the median [range] over runs
+    assert not re.search(r"\d×", section)  # and never a ratio
+    cost = pd.read_csv(directory / "tables" / "cost.csv")
+    copy = cost[cost["task"] == "copy"]
+    assert copy["flops"].notna().all() and (copy["flops"] > 0).all()
+    assert {"tps_median", "tps_min", "tps_max"} <= set(cost.columns)
+
+
+def test_a_cell_whose_best_rate_sits_at_the_edge_is_flagged_in_the_text(full):
+    _, report = full
+    md = report["report_md"].read_text()
+    # standard_trials: no search space recorded, so the range tried (1e-4 .. 3e-2); every best trial is at 1e-3
+    assert "No cell's best learning rate sits at the edge of the searched range." in md
+    assert "the range the trials tried" in md
+    assert report["lr_edges"].empty
 
 
 def test_write_report_keeps_the_old_entry_point(tmp_path):
@@ -181,3 +185,21 @@ def test_html_renders_the_markdown_through_one_parser(full):
     text = report["report_html"].read_text()
     assert "<strong>no_residual</strong>" in text and "<code>baseline</code>" in text
     assert "**" not in text and "`" not in text
+
+
+def test_tuning_trials_that_ended_in_errors_and_finals_on_defaults_are_named():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from ablations.report.ablation import trial_error_lines
+
+    trials = pd.DataFrame({"variant": ["a", "a", "b"], "task": ["copy"] * 3, "trial": [0, 1, 0],
+                           "status": ["failed", "failed", "ok"], "val_score": [None, None, 0.9],
+                           "error": ["no validation score was recorded (val/accuracy ...)", "boom", ""]})
+    runs = pd.DataFrame({"variant": ["a", "b"], "task": ["copy", "copy"], "tuned_params": ["", '{"lr": 0.01}']})
+    lines = trial_error_lines(SimpleNamespace(results=SimpleNamespace(trials=trials), runs=runs))
+    assert len(lines) == 2
+    assert lines[0].startswith("⚠ 2/2 tuning trials of a × copy ended failed with an error") and "trial 0" in lines[0]
+    assert "a × copy had a validation score" in lines[1] and "default hyper-parameters" in lines[1]
+    assert trial_error_lines(SimpleNamespace(results=SimpleNamespace(trials=None), runs=runs)) == []
