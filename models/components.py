@@ -35,6 +35,10 @@ PLACEMENT: Registry = Registry("norm_placement")
 RESIDUAL: Registry = Registry("residual")
 POSITION: Registry = Registry("position")
 MEMORY: Registry = Registry("memory")
+#: Initialisation schemes (`model.init`, see `models/init/`): `scheme(model, cfg)` draws the built model's weights.
+#: Not in `REGISTRIES`: a scheme is a function over the whole model, not a module of a block, so the per-kind
+#: machinery (conformance harness, `ablate new` templates) does not apply to it.
+INIT: Registry = Registry("init")
 
 #: Every component registry, keyed by the ModelConfig field that selects from it.
 REGISTRIES: dict[str, Registry] = {
@@ -116,3 +120,4 @@ import models.norm  # noqa: E402,F401
 import models.placement  # noqa: E402,F401
 import models.position  # noqa: E402,F401
 import models.residual  # noqa: E402,F401
+import models.init  # noqa: E402,F401

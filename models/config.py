@@ -13,11 +13,14 @@ import json
 import math
 from dataclasses import dataclass
 
-from models.components import ATTENTION, MEMORY, POSITION, REGISTRIES, RESIDUAL
+from models.components import ATTENTION, INIT, MEMORY, POSITION, REGISTRIES, RESIDUAL
 from models.errors import ConfigError
 from models.registry import closest
 
 POOLS = ("mean", "cls")
+#: Fields added after results were first recorded, with their defaults: `to_dict` leaves each out while it holds
+#: its default, so the configs and hashes (study names, run hashes) of everything recorded before it are unchanged.
+LATER_FIELDS = {"init": "normal", "short_conv": 0}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class ModelConfig:
     ffn_residual: str | None = None   # the feed-forward branch's residual mode (None: `residual`)
     residual_scale: float = 0.0  # `scaled` residual: the branch multiplier (0: depth-scaled, see residual/scaled.py)
     zero_init_branches: bool = False  # every branch's output projection starts at zero
+    init: str = "normal"       # how weights are drawn (registry `init`: normal, gpt2, torch, xavier, small)
+    short_conv: int = 0        # width K of a causal depthwise convolution on each attention input (0: none)
     attention: str = "softmax"   # token mixing (registry `attention`)
     window: int = 16           # `local` attention: how many recent positions each query reads
     n_features: int = 64       # `performer` attention: random features per head
@@ -54,7 +59,7 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "window", "n_features", "memory_size"):
             _check_int(name, getattr(self, name), minimum=1)
-        for name in ("kv_heads", "segment_len"):
+        for name in ("kv_heads", "segment_len", "short_conv"):
             _check_int(name, getattr(self, name), minimum=0)
         for name in ("dropout", "residual_scale"):
             value = getattr(self, name)
@@ -69,6 +74,7 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         for field, registry in REGISTRIES.items():
             registry.get(getattr(self, field))  # raises with the list of valid names
+        INIT.get(self.init)  # raises with the list of valid schemes
         for name in ("attn_residual", "ffn_residual"):
             if getattr(self, name) is not None:
                 RESIDUAL.get(getattr(self, name))
@@ -89,6 +95,9 @@ class ModelConfig:
         if self.memory != "none" and getattr(ATTENTION.get(self.attention), "skip", False):
             raise ConfigError(f"model.memory={self.memory} is read through attention, and "
                               f"model.attention={self.attention} mixes no tokens")
+        if self.short_conv and getattr(ATTENTION.get(self.attention), "skip", False):
+            raise ConfigError(f"model.short_conv={self.short_conv} convolves the attention branch's input, and "
+                              f"model.attention={self.attention} removes that branch")
         if getattr(MEMORY.get(self.memory), "segmented", False) and not self.segment_len:
             raise ConfigError(f"model.memory={self.memory} carries state from one segment to the next and needs "
                               f"model.segment_len > 0")
@@ -120,11 +129,14 @@ class ModelConfig:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        """Plain values; `options` only when some component has any, so configs (and hashes) written before
-        component options existed are unchanged."""
+        """Plain values; `options` only when some component has any, and each of `LATER_FIELDS` only when it
+        differs from its default, so configs (and hashes) written before those fields existed are unchanged."""
         values = dataclasses.asdict(self)
         if not values["options"]:
             del values["options"]
+        for name, default in LATER_FIELDS.items():
+            if values[name] == default and type(values[name]) is type(default):
+                del values[name]
         return values
 
     def selected(self) -> dict[str, type]:

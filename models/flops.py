@@ -10,8 +10,9 @@ as written in PaLM (Chowdhery et al., 2022, https://arxiv.org/abs/2204.02311, Ap
 - N: the weights of the matrix multiplications, each costing 2 FLOPs (a multiply and an add) per token forward:
   per layer the query/key/value and output projections (d*(d + 2*kv_width) + d*d) and the feed-forward matrices
   (2*d*d_ff for `mlp`/`relu2`, 3*d*d_ff for `swiglu`), plus the output head (d*out_dim) when it is applied at
-  every position. Not counted: embedding tables (a lookup is not a matmul), biases, norms, activations, softmax,
-  residual adds, the loss and the optimizer (together a few percent at these widths).
+  every position, and a short convolution's d*K taps per layer (`model.short_conv=K`: K multiply-adds per
+  channel and token, counted like matmul weights). Not counted: embedding tables (a lookup is not a matmul),
+  biases, norms, activations, softmax, residual adds, the loss and the optimizer (a few percent at these widths).
 - 4*L*T*d: the two attention matmuls per layer, scores q.k^T and the weighted sum of values, each 2*T*d per
   query token over all T keys. As in PaLM, causal masking is *not* discounted (a kernel that skips the masked
   half does less work than counted), and the same term is used whatever `model.attention` is, so that MFU of
@@ -46,7 +47,8 @@ def matmul_params(cfg: ModelConfig, out_dim: int | None = None, *, per_token_hea
         raise ValueError(f"no FLOPs count for ffn={cfg.ffn!r}; known: {', '.join(FFN_MATRICES)}")
     ffn = FFN_MATRICES[cfg.ffn] * d * cfg.d_ff
     head = d * out_dim if out_dim and per_token_head else 0
-    return layers * (attention + ffn) + head
+    conv = d * cfg.short_conv if attention else 0  # the convolution sits on the attention branch
+    return layers * (attention + ffn + conv) + head
 
 
 def attention_flops_per_token(cfg: ModelConfig, seq_len: int) -> int:

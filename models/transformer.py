@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.components import ATTENTION, FFN, MEMORY, NORM, PLACEMENT, POSITION, RESIDUAL
+from models.components import ATTENTION, FFN, INIT, MEMORY, NORM, PLACEMENT, POSITION, RESIDUAL
 from models.config import ModelConfig
 from models.errors import ConfigError
+from models.short_conv import ShortConv
 
 HEADS = ("token", "mean", "cls")
 
@@ -23,7 +24,8 @@ class Block(nn.Module):
 
     `attn` and `ffn` are the branches (hook them to read branch outputs; either is None when its variant is
     `none`, which removes that sublayer); `attn_place`/`ffn_place` own the norms; `attn_residual` and
-    `ffn_residual` own any residual gates.
+    `ffn_residual` own any residual gates; `short_conv` (None unless `model.short_conv > 0`) convolves the
+    attention branch's input before the attention reads it (see `models/short_conv.py`).
     """
 
     def __init__(self, cfg: ModelConfig, layer_index: int, causal: bool):
@@ -31,13 +33,15 @@ class Block(nn.Module):
         make_norm = lambda: NORM.get(cfg.norm)(cfg.d_model)  # noqa: E731
         placement = PLACEMENT.get(cfg.norm_placement)
         attn_residual, ffn_residual = cfg.residuals
-        self.attn = self.attn_place = self.attn_residual = None
+        self.attn = self.attn_place = self.attn_residual = self.short_conv = None
         self.ffn = self.ffn_place = self.ffn_residual = None
         attention = ATTENTION.get(cfg.attention)
         if not getattr(attention, "skip", False):
             self.attn = attention(cfg, causal)
             self.attn_place = placement(make_norm)
             self.attn_residual = RESIDUAL.get(attn_residual)(cfg, layer_index)
+            if cfg.short_conv:
+                self.short_conv = ShortConv(cfg.d_model, cfg.short_conv)
         ffn = FFN.get(cfg.ffn)
         if not getattr(ffn, "skip", False):
             self.ffn = ffn(cfg)
@@ -47,7 +51,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, position, prefix=None) -> torch.Tensor:
         if self.attn is not None:
-            x = self.attn_place(x, lambda h: self.dropout(self.attn(h, position, prefix)), self.attn_residual)
+            conv = self.short_conv if self.short_conv is not None else (lambda h: h)
+            x = self.attn_place(x, lambda h: self.dropout(self.attn(conv(h), position, prefix)), self.attn_residual)
         if self.ffn is not None:
             x = self.ffn_place(x, self.ffn, self.ffn_residual)
         return x
@@ -82,7 +87,7 @@ class Transformer(nn.Module):
         wants_final = cfg.final_norm and getattr(PLACEMENT.get(cfg.norm_placement), "wants_final_norm", False)
         self.final_norm = NORM.get(cfg.norm)(cfg.d_model) if wants_final else nn.Identity()
         self.head = nn.Linear(cfg.d_model, out_dim, bias=False)
-        self.apply(_init_weights)
+        INIT.get(cfg.init)(self, cfg)  # model.init: how the weights are drawn (models/init/)
         if cfg.zero_init_branches:
             # Every branch starts as the zero function, so at step 0 the trunk is the identity map of the
             # embedding (as in ReZero / Fixup / T-Fixup: https://arxiv.org/abs/2003.04887).
@@ -115,14 +120,6 @@ class Transformer(nn.Module):
         elif self.head_kind == "cls":
             h = h[:, -1]
         return self.head(h)
-
-
-def _init_weights(module: nn.Module) -> None:
-    """GPT-2's initialisation: N(0, 0.02) weights, zero biases."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
 
 
 def build_model(cfg: ModelConfig, *, vocab_size: int | None = None, input_dim: int | None = None,

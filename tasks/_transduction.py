@@ -2,6 +2,11 @@
 
 Input `s_1..s_L SEP a_1..a_{L-1}`, causal, where `a = answer(s)`; the model is scored on predicting `a_1..a_L`
 from the separator on. A subclass says only how the answer follows from the source.
+
+Length generalisation, as `parity` has it: train and val sources have `length` tokens, test sources have
+`test_length` (0, the default: `length`, an in-distribution test). With `test_length > length` the test score
+measures whether the algorithm carries over to longer strings (learned positions beyond 2 * length are never
+trained) while the val score measures in-distribution learning. Each split has one fixed length: no padding.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models.errors import ConfigError
 from tasks.base import IGNORE, Split, Task, positive_int, split_generator
 
 
@@ -23,10 +29,11 @@ class Transduction(Task):
 
     @dataclass(frozen=True)
     class Params:
-        length: int = 12       # source tokens
+        length: int = 12       # source tokens in train and val
         vocab: int = 10        # distinct symbols, drawn with replacement (a separator is added)
         n_train: int = 20000
         n_eval: int = 1000     # examples in val and in test
+        test_length: int = 0   # source tokens in test (0: `length`; > length probes length generalisation)
 
     def answer(self, source: torch.Tensor) -> torch.Tensor:
         """(n, L) source tokens -> (n, L) answer tokens."""
@@ -35,6 +42,18 @@ class Transduction(Task):
     def validate(self):
         p = self.params
         positive_int(self.name, length=p.length, vocab=p.vocab, n_train=p.n_train, n_eval=p.n_eval)
+        test_length = p.test_length
+        if isinstance(test_length, bool) or not isinstance(test_length, int) or test_length < 0:
+            raise ConfigError(f"task.test_length of task {self.name} must be an integer >= 0 (0: task.length), "
+                              f"got {test_length!r}")
+        if 0 < test_length < p.length:
+            raise ConfigError(f"task.test_length={test_length} of task {self.name} must be >= "
+                              f"task.length={p.length} (or 0: the same as task.length)")
+
+    def source_length(self, split: str) -> int:
+        """Source tokens of a split: `test_length` for test when it is set, else `length`."""
+        p = self.params
+        return p.test_length if split == "test" and p.test_length else p.length
 
     @property
     def vocab_size(self) -> int:
@@ -45,16 +64,16 @@ class Transduction(Task):
         return self.params.vocab
 
     def max_len(self) -> int:
-        return 2 * self.params.length
+        return 2 * max(self.params.length, self.params.test_length)
 
     def split_size(self, split: str) -> int:
         return self.params.n_train if split == "train" else self.params.n_eval
 
     def make_split(self, split: str, n: int, seed: int) -> Split:
-        p = self.params
-        source = torch.randint(0, p.vocab, (n, p.length), generator=split_generator(split, seed))
+        p, length = self.params, self.source_length(split)
+        source = torch.randint(0, p.vocab, (n, length), generator=split_generator(split, seed))
         answer = self.answer(source)
         sep = torch.full((n, 1), p.vocab)
         inputs = torch.cat([source, sep, answer[:, :-1]], dim=1)
-        targets = torch.cat([torch.full((n, p.length), IGNORE), answer], dim=1)
+        targets = torch.cat([torch.full((n, length), IGNORE), answer], dim=1)
         return Split(inputs, targets)

@@ -22,10 +22,11 @@ from tasks.base import TASKS
 class Sort(Transduction):
     @dataclass(frozen=True)
     class Params:
-        length: int = 10       # tokens to sort
+        length: int = 10       # tokens to sort in train and val
         vocab: int = 10        # distinct symbols, drawn with replacement (a separator is added)
         n_train: int = 20000
         n_eval: int = 1000     # examples in val and in test
+        test_length: int = 0   # tokens to sort in test (0: `length`; > length probes length generalisation)
 
     def answer(self, source: torch.Tensor) -> torch.Tensor:
         return source.sort(dim=1).values

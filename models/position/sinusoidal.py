@@ -3,11 +3,12 @@ https://arxiv.org/abs/1706.03762, sec. 3.5): PE(p, 2i) = sin(p / 10000^(2i/d)), 
 learned; the table is a buffer, not a parameter (and not saved: it is a function of its shape).
 
 Scale: the table is multiplied by `SCALE` = 0.02, the std of this suite's token embeddings at initialisation
-(GPT-2 init, `models/transformer.py:_init_weights`). Vaswani et al. multiply their embeddings by sqrt(d_model),
-which brings tokens to about unit scale, the scale of the sinusoids; here the transformer owns the embedding, so
-the same token-to-position ratio is kept by scaling the table down instead. With amplitude 1 against embeddings of
-std 0.02 the position would drown the tokens at initialisation (a bidirectional model's outputs then barely move
-when a token changes), and the embeddings would have to grow 50x before the tokens count.
+under the default `model.init=normal` (`models/init/normal.py`; other schemes draw the embeddings differently).
+Vaswani et al. multiply their embeddings by sqrt(d_model), which brings tokens to about unit scale, the scale of
+the sinusoids; here the transformer owns the embedding, so the same token-to-position ratio is kept by scaling the
+table down instead. With amplitude 1 against embeddings of std 0.02 the position would drown the tokens at
+initialisation (a bidirectional model's outputs then barely move when a token changes), and the embeddings would
+have to grow 50x before the tokens count.
 """
 import math
 
