@@ -92,7 +92,7 @@ def _named(registry, name: str) -> str:
 def cmd_list(args) -> int:
     from ablations.config import ablation_description, group_options
     from models import REGISTRIES
-    from models.components import INTERFACES, capabilities
+    from models.components import INIT, INTERFACES, capabilities
     from tasks import TASKS
 
     print("Components (model.<kind>=<name>):")
@@ -102,6 +102,7 @@ def cmd_list(args) -> int:
             print(f"    interface: {INTERFACES[kind]}")
             for name in registry.names():
                 print(f"    {name:<13} {capabilities(kind, registry.get(name)) or '-'}")
+    print(f"  {'init':<15} {', '.join(_named(INIT, n) for n in INIT.names())}")
     print("\nTasks (task=<name>):")
     for name in TASKS.names():
         task = TASKS.get(name)

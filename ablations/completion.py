@@ -57,6 +57,10 @@ def values_of(key: str, overrides: list[str] = ()) -> list[str]:
 
         if kind in REGISTRIES:
             return REGISTRIES[kind].names()
+        if kind == "init":
+            from models.components import INIT
+
+            return INIT.names()
     if key == "trainer.stack_engine":
         from ablations.config import STACK_ENGINES
 

@@ -79,6 +79,9 @@ def test_list_shows_every_registered_name(capsys):
             assert name in out
     for name in TASKS.names():
         assert name in out
+    from models.components import INIT
+
+    assert f"init            {', '.join(INIT.names())}" in out
     assert "default" in out
 
 

@@ -15,6 +15,7 @@ def test_keys_complete_with_their_equals_sign_and_values_with_registered_names()
     attention = complete_overrides("model.attention=")
     assert {"model.attention=softmax", "model.attention=linear"} <= set(attention)
     assert complete_overrides("task=co") == ["task=copy"]
+    assert "model.init=gpt2" in complete_overrides("model.init=")
     assert "ablation=default" in complete_overrides("ablation=")
     assert complete_overrides("+model.opt")[0].startswith("+model.options")
 
