@@ -117,18 +117,50 @@ def _check_number(section: str, name: str, value, *, minimum=0.0, positive=False
         raise ConfigError(f"{section}.{name} must be {'positive' if positive else f'>= {minimum}'}, got {value!r}")
 
 
+#: `optim.name`: the optimisers a run may use (ablations/execute/module.py `make_optimizer`).
+OPTIMIZERS = ("adamw", "adam", "sgd")
+#: `optim.schedule`: the learning-rate schedules (ablations/execute/module.py `lr_factor`).
+SCHEDULES = ("cosine", "constant", "linear", "inverse_sqrt")
+#: Optimiser settings added after the first results were written, with the value that reproduces those results:
+#: left out of a run's hash at that value, so that an existing results directory keeps its hashes (and resumes).
+OPTIM_DEFAULTS = {"name": "adamw", "betas": (0.9, 0.98), "eps": 1e-8, "momentum": 0.9, "schedule": "cosine"}
+#: The same for the trainer (`trainer.checkpoint` and `trainer.logger` never change what a run computes: they are
+#: in NEUTRAL_TRAINER_KEYS, out of every hash).
+TRAINER_DEFAULTS = {"grad_clip": 0.0, "checkpoint": "none", "logger": "csv"}
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     lr: float
     warmup_steps: int
     weight_decay: float
     batch_size: int
+    name: str = "adamw"  # adamw | adam (L2 decay, as torch.optim.Adam) | sgd (heavy-ball momentum)
+    betas: tuple = (0.9, 0.98)  # Adam(W)'s betas (Xiong et al. 2020 train with (0.9, 0.98))
+    eps: float = 1e-8  # Adam(W)'s eps (torch's default)
+    momentum: float = 0.9  # SGD's momentum (nesterov off)
+    schedule: str = "cosine"  # cosine | constant | linear | inverse_sqrt, each after a linear warmup
 
     def __post_init__(self):
         _check_number("optim", "lr", self.lr, positive=True)
         _check_number("optim", "warmup_steps", self.warmup_steps, integer=True)
         _check_number("optim", "weight_decay", self.weight_decay)
         _check_number("optim", "batch_size", self.batch_size, positive=True, integer=True)
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"unknown optim.name '{self.name}'{closest(str(self.name), OPTIMIZERS)}; "
+                              f"valid: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown optim.schedule '{self.schedule}'{closest(str(self.schedule), SCHEDULES)}; "
+                              f"valid: {', '.join(SCHEDULES)}")
+        betas = self.betas
+        if (isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2
+                or any(isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < 1 for b in betas)):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), e.g. [0.9, 0.98], got {betas!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in betas))  # a YAML list, hashable and comparable
+        _check_number("optim", "eps", self.eps, positive=True)
+        _check_number("optim", "momentum", self.momentum)
+        if self.momentum >= 1:
+            raise ConfigError(f"optim.momentum must be in [0, 1), got {self.momentum!r}")
 
 
 #: How a stack's members run their forward and backward (ablations/execute/stack.py): `vmap`, one torch.func.vmap
@@ -137,7 +169,11 @@ class OptimConfig:
 STACK_ENGINES = ("auto", "vmap", "loop")
 #: Trainer settings that never change what a run computes (left out of its hash and its study's name): diagnostics
 #: only read the model, and a stacked run, by either engine, ends where the same run alone would end.
-NEUTRAL_TRAINER_KEYS = ("diagnostics_every", "stack", "stack_engine")
+NEUTRAL_TRAINER_KEYS = ("diagnostics_every", "stack", "stack_engine", "logger", "checkpoint")
+#: `trainer.logger`: where a run logs besides its CSV log, which is always written (ablations/execute/loggers.py).
+LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
+#: `trainer.checkpoint`: which weights a run keeps (ablations/execute/checkpoint.py).
+CHECKPOINTS = ("none", "last", "best")
 
 
 @dataclass(frozen=True)
@@ -154,6 +190,9 @@ class TrainerConfig:
     diagnostics_every: int = 0  # measure layer diagnostics every this many steps (0: off); see ablations/diagnostics.py
     stack: int = 1  # train up to this many runs of one architecture as one stacked model (ablations/execute/stack.py)
     stack_engine: str = "auto"  # how a stack's members compute: auto (per device, as measured), vmap or loop
+    grad_clip: float = 0.0  # clip each update's global gradient norm to this (0: off), as Lightning's norm clipping
+    checkpoint: str = "none"  # none | last | best (by the task's validation metric): run_dir/checkpoints/<which>.ckpt
+    logger: str = "csv"  # csv | tensorboard | mlflow | wandb: the CSV log is always written, the others beside it
 
     def __post_init__(self):
         for name in ("max_steps", "val_every", "log_every", "devices", "eval_batch_size"):
@@ -161,6 +200,18 @@ class TrainerConfig:
         _check_number("trainer", "diagnostics_every", self.diagnostics_every, integer=True)
         _check_number("trainer", "stack", self.stack, positive=True, integer=True)
         _check_number("trainer", "divergence_factor", self.divergence_factor, positive=True)
+        _check_number("trainer", "grad_clip", self.grad_clip)
+        for name, valid in (("checkpoint", CHECKPOINTS), ("logger", LOGGERS)):
+            value = getattr(self, name)
+            if value not in valid:
+                raise ConfigError(f"unknown trainer.{name} '{value}'{closest(str(value), valid)}; "
+                                  f"valid: {', '.join(valid)}")
+        if self.logger != "csv":
+            from ablations.execute.loggers import missing  # importlib.util only: no logger package is imported
+
+            reason = missing(self.logger)
+            if reason:
+                raise ConfigError(reason)
         if self.stack_engine not in STACK_ENGINES:
             raise ConfigError(f"unknown trainer.stack_engine '{self.stack_engine}'; valid: {', '.join(STACK_ENGINES)}")
         precisions = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
@@ -206,9 +257,23 @@ class RunConfig:
         stacked run computes what the run alone would (ablations/execute/stack.py), so `trainer.stack` and its engine
         do not either."""
         values = self.to_dict()
-        values["trainer"] = {k: v for k, v in values["trainer"].items() if k not in NEUTRAL_TRAINER_KEYS}
+        values["trainer"] = {k: v for k, v in without_later_defaults("trainer", values["trainer"]).items()
+                             if k not in NEUTRAL_TRAINER_KEYS}
+        values["optim"] = without_later_defaults("optim", values["optim"])
         blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def without_later_defaults(section: str, values: dict) -> dict:
+    """An `optim` or `trainer` section without the keys added after the first results were written, where they hold
+    the value that reproduces those results (`OPTIM_DEFAULTS`, `TRAINER_DEFAULTS`): what a hash of a run is taken
+    over (`RunConfig.hash`), so that the hashes of existing results directories stay what they were."""
+    defaults = {"optim": OPTIM_DEFAULTS, "trainer": TRAINER_DEFAULTS}[section]
+
+    def plain(value):  # dataclasses.asdict keeps `betas` a tuple, JSON makes it a list
+        return tuple(value) if isinstance(value, list) else value
+
+    return {k: v for k, v in values.items() if k not in defaults or plain(v) != defaults[k]}
 
 
 def parse_overrides(overrides: list[str]):

@@ -1,7 +1,8 @@
 """The LightningModule that trains any model on any task.
 
 It is deliberately thin: cross-entropy on the task's targets (positions marked IGNORE are not scored),
-AdamW with warmup and cosine decay, and exact validation metrics accumulated over the whole split. Divergence
+the configured optimiser (`make_optimizer`: AdamW by default) with warmup and a schedule (`lr_factor`: cosine by
+default), and exact validation metrics accumulated over the whole split. Divergence
 is data, not a crash: a non-finite or runaway training loss stops the run and is recorded (`diverged_step`).
 The loss is inspected only every `log_every` steps and at the last one, so there is no host sync on the other
 steps; a validation or test loss that is not finite at the end also makes the run `diverged` (`run.train`).
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from tasks.base import IGNORE
 
-BETAS = (0.9, 0.98)  # AdamW's betas, for the Lightning module and the stacked runs alike
+BETAS = (0.9, 0.98)  # AdamW's default betas (`optim.betas`), for the Lightning module and the stacked runs alike
 
 
 def batch_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -52,13 +53,51 @@ def evaluate(model: torch.nn.Module, batches, device) -> dict[str, float]:
     return metrics_from_totals(*totals.tolist())
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """The learning-rate multiplier of update `step` (0-based): linear warmup over `warmup` steps, then cosine
-    decay to 10% of the peak at `total` steps. One definition for the Lightning module and the stacked runs."""
+def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
+    """The learning-rate multiplier of update `step` (0-based): linear warmup over `warmup` steps, then `schedule`
+    (`optim.schedule`) up to `total` steps. One definition for the Lightning module and the stacked runs.
+    - cosine: decay to 10% of the peak at `total`;
+    - constant: the peak;
+    - linear: decay to 0 at `total`;
+    - inverse_sqrt: lr * min(1, s/w) * sqrt(w / max(s, w)) with s = step + 1 and w = max(warmup, 1), the
+      Transformer's schedule (Vaswani et al. 2017, https://arxiv.org/abs/1706.03762, eq. 3, normalised to peak 1)
+      that Xiong et al. 2020 (https://arxiv.org/abs/2002.04745) train their Post-LN baselines with."""
+    if schedule == "inverse_sqrt":
+        w, s = max(warmup, 1), step + 1
+        return min(1.0, s / w) * math.sqrt(w / max(s, w))  # Vaswani et al. 2017, eq. 3 / peak
     if step < warmup:
         return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule != "cosine":
+        raise ValueError(f"unknown schedule {schedule!r}")  # OptimConfig validates it first
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine down to 10% of lr
+
+
+def param_groups(params, weight_decay: float, matrix=lambda p: p.dim() >= 2) -> list[dict]:
+    """Decay matrices only (not biases, norm gains or gates), as in GPT-2 / nanoGPT; the matrices first. This order
+    is also the order the gradient norm is summed in (Lightning clips over the optimiser's groups in turn)."""
+    params = [p for p in params if p.requires_grad]
+    return [{"params": [p for p in params if matrix(p)], "weight_decay": weight_decay},
+            {"params": [p for p in params if not matrix(p)], "weight_decay": 0.0}]
+
+
+def make_optimizer(params, optim) -> torch.optim.Optimizer:
+    """The torch optimiser `optim.name` names, over `param_groups` (decay on matrices only):
+    adamw: decoupled decay (Loshchilov & Hutter 2019, https://arxiv.org/abs/1711.05101);
+    adam: L2 decay added to the gradient, as torch.optim.Adam does it (Kingma & Ba 2015, https://arxiv.org/abs/1412.6980);
+    sgd: heavy-ball momentum `optim.momentum`, L2 decay, no Nesterov."""
+    groups = param_groups(params, optim.weight_decay)
+    if optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+    if optim.name == "adam":
+        return torch.optim.Adam(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+    if optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=False)
+    raise ValueError(f"unknown optimiser {optim.name!r}")  # OptimConfig validates it first
 
 
 def validation_due(steps: int, val_every: int, max_steps: int) -> bool:
@@ -153,11 +192,7 @@ class AblationModule(pl.LightningModule):
             self.log(f"val/{name}", value)
 
     def configure_optimizers(self):
-        # Decay matrices only (not biases, norm gains or gates), as in GPT-2 / nanoGPT.
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.optim.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=BETAS)
-        warmup, total = self.optim.warmup_steps, self.max_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
+        optimizer = make_optimizer(self.model.parameters(), self.optim)
+        warmup, total, schedule = self.optim.warmup_steps, self.max_steps, self.optim.schedule
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total, schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

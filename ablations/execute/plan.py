@@ -10,7 +10,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from ablations.config import NEUTRAL_TRAINER_KEYS, compose_config, dedupe_overrides, to_run_config
+from ablations.config import (NEUTRAL_TRAINER_KEYS, compose_config, dedupe_overrides, to_run_config,
+                              without_later_defaults)
 from ablations.config.ablation import Ablation
 from models.errors import ConfigError
 from tasks import TASKS
@@ -57,10 +58,13 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None, tuned=
             # settings and the seed, so a changed config never resumes another config's study.
             skip = {TUNED_OPTIM_KEYS.get(k, k.removeprefix("optim.")) for k in tuned
                     if k in TUNED_OPTIM_KEYS or k.startswith("optim.")}
+            # Settings added later are left out while they hold the value that reproduces earlier results, so
+            # a directory written before them still resumes its studies (`without_later_defaults`).
+            trainer = without_later_defaults("trainer", dataclasses.asdict(run_cfg.trainer))
+            optim = without_later_defaults("optim", dataclasses.asdict(run_cfg.optim))
             digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,
-                            "trainer": {k: v for k, v in dataclasses.asdict(run_cfg.trainer).items()
-                                        if k not in NEUTRAL_TRAINER_KEYS},
-                            "optim": {k: v for k, v in dataclasses.asdict(run_cfg.optim).items() if k not in skip}})
+                            "trainer": {k: v for k, v in trainer.items() if k not in NEUTRAL_TRAINER_KEYS},
+                            "optim": {k: v for k, v in optim.items() if k not in skip}})
             direction = "maximize" if TASKS.get(task).higher_is_better else "minimize"
             plans.append(CellPlan(variant, task, overrides, f"{ablation.name}.{variant}.{task}.{digest}", direction))
     return plans

@@ -23,7 +23,9 @@ from optuna.exceptions import TrialPruned
 
 from ablations import __version__
 from ablations.config import RunConfig
+from ablations.execute import checkpoint as checkpoints
 from ablations.execute.diagnostics import Diagnostics
+from ablations.execute import loggers
 from ablations.execute.module import AblationModule, Divergence, evaluate
 from ablations.execute.signals import Interrupted
 from ablations.store.files import write_json_atomic
@@ -97,6 +99,8 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
     created = new_folders(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.csv").unlink(missing_ok=True)  # a rerun must not append to an earlier run's log
+    checkpoints.clear(run_dir)  # nor keep an earlier run's weights
+    loggers.clear(run_dir)  # nor its TensorBoard, MLflow or W&B log
     task = TASKS.get(cfg.task["name"])(**{k: v for k, v in cfg.task.items() if k != "name"})  # validated already
     accelerator, precision = resolve_hardware(cfg.trainer.accelerator, cfg.trainer.precision)
     status, error, metrics, val = "ok", "", {}, {}
@@ -114,6 +118,9 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
             module = AblationModule(model, cfg.optim, cfg.trainer.max_steps, cfg.trainer.log_every,
                                     cfg.trainer.divergence_factor)
             callbacks = [*callbacks, FinalValidation(cfg.trainer.max_steps)]
+            saving = checkpoints.callback(cfg.trainer.checkpoint, run_dir, task)  # trainer.checkpoint: none|last|best
+            if saving is not None:
+                callbacks.append(saving)
             diagnostics = None
             if cfg.trainer.diagnostics_every:
                 diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs)
@@ -121,10 +128,14 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
             trainer = pl.Trainer(
                 max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
                 strategy=cfg.trainer.strategy,
-                precision=precision, logger=CSVLogger(str(run_dir), name="", version=""),
+                precision=precision,
+                logger=[CSVLogger(str(run_dir), name="", version=""),  # always: the suite reads it
+                        *loggers.extra_loggers(cfg.trainer.logger, run_dir, f"{variant}.{run_dir.name}")],
                 val_check_interval=cfg.trainer.val_every, check_val_every_n_epoch=None,
                 log_every_n_steps=cfg.trainer.log_every, num_sanity_val_steps=0, enable_progress_bar=False,
-                enable_model_summary=False, enable_checkpointing=False, deterministic=not torch.cuda.is_available(),
+                enable_model_summary=False, enable_checkpointing=saving is not None,
+                deterministic=not torch.cuda.is_available(),
+                gradient_clip_val=cfg.trainer.grad_clip or None, gradient_clip_algorithm="norm",
                 callbacks=callbacks)
             try:
                 trainer.fit(module, datamodule=data)
@@ -214,6 +225,8 @@ def remove_partial_run(run_dir: Path, created: list[Path]) -> None:
     for name in PARTIAL_FILES:
         with contextlib.suppress(OSError):
             (run_dir / name).unlink(missing_ok=True)
+    checkpoints.clear(run_dir)
+    loggers.clear(run_dir)
     for folder in created:
         try:
             folder.rmdir()  # only when empty (another run may have made its own folder there meanwhile)

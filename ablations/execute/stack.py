@@ -18,10 +18,12 @@ How each member stays its own run:
     and backward in turn, with its unstacked run's very kernels; the gradients are stacked for the update. For the
     CPU, where vmap's batched kernels are slower than the plain ones and one model already keeps the cores busy:
     what a stack saves there is the per-run harness (one update for all, no Trainer per run), not arithmetic.
-- Optimiser: `StackedAdamW` is torch.optim.AdamW's update (eps, bias correction, decoupled decay, betas
-  `module.BETAS`) over the stacked tensors, with one learning rate and weight decay per member, decay only on
-  parameters of dimension >= 2 per member, as `module.AblationModule` groups them. Each member's learning rate
-  follows `module.lr_factor` with its own warmup.
+- Optimiser: `StackedAdamW` is torch.optim.AdamW's update (eps, bias correction, decoupled decay, `optim.betas`
+  and `optim.eps`) over the stacked tensors, with one learning rate and weight decay per member, decay only on
+  parameters of dimension >= 2 per member, as `module.AblationModule` groups them; with `optim.name=adam` it is
+  torch.optim.Adam's (L2 decay), and `StackedSGD` is torch.optim.SGD's (momentum). Each member's learning rate
+  follows `module.lr_factor` with its own warmup and schedule, and its gradients are clipped to its own
+  `trainer.grad_clip` where Lightning clips them (`_Stack.clip`).
 - Batches: each member has its own `TaskDataModule` and draws from its own `train_dataloader()` stream.
 - Ending: a member ends where it would have ended alone, by `module.Divergence` checked every `log_every`
   steps, by its `on_validation` callback (an Optuna trial's pruning), by an exception attributable to it (its
@@ -31,7 +33,8 @@ How each member stays its own run:
 - Files: the member's parameters are loaded into its own template model for validation, test and diagnostics
   (the same `evaluate` and `Diagnostics` code as an unstacked run, at the same steps), its Lightning CSV log is
   written by Lightning's own `CSVLogger` at the rows Lightning's Trainer would have written (see `_LossLog`),
-  and its row and result.json by `run.finish_run`, the function `run.train` uses.
+  and its row and result.json by `run.finish_run`, the function `run.train` uses; its checkpoint
+  (`checkpoint.StackedCheckpoint`) and any logger beside the CSV log (`loggers.extra_loggers`) as its run alone.
 
 Lightning: a plain loop with `lightning.fabric.Fabric` for the device and precision (`run.resolve_hardware`, the
 same resolution as `run.train`; forward and validation under Fabric's autocast, the test in full precision as
@@ -77,7 +80,9 @@ from optuna.exceptions import TrialPruned
 from torch.func import functional_call, stack_module_state, vmap
 
 from ablations.config import MAX_SEED, RunConfig
+from ablations.execute import checkpoint as checkpoints
 from ablations.execute.diagnostics import Diagnostics
+from ablations.execute import loggers
 from ablations.execute.module import BETAS, Divergence, batch_scores, evaluate, lr_factor, validation_due
 from ablations.execute.run import (build, count_params, final_check, finish_run, finite_only, new_folders,
                                   remove_partial_run, resolve_hardware)
@@ -87,8 +92,10 @@ from tasks import TASKS
 from tasks.datamodule import OrderedBatches, TaskDataModule
 
 #: What members of one stack may differ in: everything else must be equal (`stack_key`).
-PER_MEMBER = {"seed": None, "optim": ("lr", "warmup_steps", "weight_decay"), "trainer": ("stack", "diagnostics_every")}
-EPS = 1e-8  # torch.optim.AdamW's default, which module.AblationModule uses
+#: The optimiser's name, betas, eps and momentum are not: one stacked optimiser updates all members.
+PER_MEMBER = {"seed": None, "optim": ("lr", "warmup_steps", "weight_decay", "schedule"),
+              "trainer": ("stack", "diagnostics_every", "grad_clip", "checkpoint", "logger")}
+EPS = 1e-8  # torch.optim.AdamW's default eps (`optim.eps`)
 
 
 @dataclass
@@ -106,7 +113,8 @@ class Member:
 
 def stack_key(cfg: RunConfig) -> str:
     """Runs with equal keys may share a stack: equal in everything but seed, learning rate, warmup, weight
-    decay, `trainer.stack` and the diagnostics interval (each member measures its own)."""
+    decay, schedule, gradient clipping, `trainer.stack`, the diagnostics interval (each member measures its own),
+    its checkpoint and its logger (`PER_MEMBER`)."""
     values = cfg.to_dict()
     values.pop("seed")
     for section in ("optim", "trainer"):
@@ -198,17 +206,19 @@ def folded_attention():
 class StackedAdamW:
     """torch.optim.AdamW over stacked parameters (leading dimension: the members), one learning rate and weight
     decay per member. The arithmetic follows torch's single-tensor AdamW step by step, so a member's update is
-    the one its unstacked run makes; decay applies to parameters of dimension >= 2 per member only."""
+    the one its unstacked run makes; decay applies to parameters of dimension >= 2 per member only. With `l2`, it
+    is torch.optim.Adam instead: the decay is added to the gradient (L2) rather than applied to the weights."""
 
-    def __init__(self, params: dict[str, torch.Tensor]):
+    def __init__(self, params: dict[str, torch.Tensor], betas=BETAS, eps: float = EPS, l2: bool = False):
         self.params = params
+        self.betas, self.eps, self.l2 = tuple(betas), eps, l2
         self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
         self.steps = 0  # every member in the stack has made the same number of updates
 
     @torch.no_grad()
     def step(self, lrs: list[float], weight_decays: list[float]) -> None:
-        beta1, beta2 = BETAS
+        beta1, beta2 = self.betas
         self.steps += 1
         bias_correction1 = 1 - beta1 ** self.steps
         bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
@@ -218,11 +228,14 @@ class StackedAdamW:
             shape = (len(lrs),) + (1,) * (p.dim() - 1)
             grad = p.grad
             if p.dim() - 1 >= 2 and any(weight_decays):
-                p.mul_(torch.tensor([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], dtype=p.dtype,
-                                    device=p.device).view(shape))
+                if self.l2:  # torch.optim.Adam: grad = grad + weight_decay * param
+                    grad = _l2(grad, p, weight_decays)
+                else:
+                    p.mul_(torch.tensor([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], dtype=p.dtype,
+                                        device=p.device).view(shape))
             self.exp_avg[name].lerp_(grad, 1 - beta1)
             self.exp_avg_sq[name].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (self.exp_avg_sq[name].sqrt() / bias_correction2_sqrt).add_(EPS)
+            denom = (self.exp_avg_sq[name].sqrt() / bias_correction2_sqrt).add_(self.eps)
             step_size = torch.tensor([-lr / bias_correction1 for lr in lrs], dtype=p.dtype, device=p.device)
             p.add_(self.exp_avg[name].mul(step_size.view(shape)).div_(denom))
 
@@ -236,6 +249,89 @@ class StackedAdamW:
                 self.params[name].grad = old.grad[index]
             self.exp_avg[name] = self.exp_avg[name][index]
             self.exp_avg_sq[name] = self.exp_avg_sq[name][index]
+
+
+class StackedSGD:
+    """torch.optim.SGD (momentum, no dampening, no Nesterov, L2 decay) over stacked parameters, one learning rate and
+    weight decay per member, decay on parameters of dimension >= 2 per member only, step by step as torch's
+    single-tensor SGD: the first update's momentum buffer is the gradient itself."""
+
+    def __init__(self, params: dict[str, torch.Tensor], momentum: float):
+        self.params, self.momentum = params, momentum
+        self.buffers: dict[str, torch.Tensor] = {}  # a parameter's momentum, from its first gradient on
+
+    @torch.no_grad()
+    def step(self, lrs: list[float], weight_decays: list[float]) -> None:
+        for name, p in self.params.items():
+            if p.grad is None:
+                continue  # torch's SGD skips a parameter without gradient (its momentum too)
+            grad = p.grad
+            if p.dim() - 1 >= 2 and any(weight_decays):
+                grad = _l2(grad, p, weight_decays)
+            if self.momentum:
+                if name not in self.buffers:
+                    self.buffers[name] = grad.clone().detach()
+                else:
+                    self.buffers[name].mul_(self.momentum).add_(grad)
+                grad = self.buffers[name]
+            for i, lr in enumerate(lrs):  # torch's `param.add_(grad, alpha=-lr)`, member by member (see `_l2`)
+                p[i].add_(grad[i], alpha=-lr)
+
+    def keep(self, index: torch.Tensor) -> None:
+        """Only the members at `index` stay (as `StackedAdamW.keep`)."""
+        for name in list(self.params):
+            old = self.params[name]
+            self.params[name] = old.detach()[index].requires_grad_(old.requires_grad)
+            if old.grad is not None:
+                self.params[name].grad = old.grad[index]
+        self.buffers = {n: b[index] for n, b in self.buffers.items()}
+
+
+def _l2(grad: torch.Tensor, p: torch.Tensor, weight_decays: list[float]) -> torch.Tensor:
+    """`grad + weight_decay * param` per member, as torch's Adam and SGD compute it (`grad.add(param, alpha=wd)`):
+    a scalar `alpha` per member slice, since the CPU kernel fuses that multiply-add, which a product with a tensor of
+    decays would round differently (one ulp: the loop engine's members would no longer match their runs exactly)."""
+    grad = grad.clone()
+    for i, wd in enumerate(weight_decays):
+        if wd:
+            grad[i].add_(p[i], alpha=wd)
+    return grad
+
+
+def stacked_optimizer(params: dict[str, torch.Tensor], optim):
+    """The stacked form of `module.make_optimizer` for `optim.name` (its name, betas, eps and momentum are part of
+    `stack_key`: equal for every member)."""
+    if optim.name in ("adamw", "adam"):
+        return StackedAdamW(params, betas=optim.betas, eps=optim.eps, l2=optim.name == "adam")
+    if optim.name == "sgd":
+        return StackedSGD(params, optim.momentum)
+    raise ValueError(f"unknown optimiser {optim.name!r}")  # OptimConfig validates it first
+
+
+@torch.no_grad()
+def clip_member(grads: list[torch.Tensor], max_norm: float) -> None:
+    """Clip one member's gradients (in `module.param_groups` order) to a global 2-norm of `max_norm`, in place:
+    torch.nn.utils.clip_grad_norm_'s arithmetic (what Lightning's `gradient_clip_val` calls), step by step."""
+    if not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, 2.0) for g in grads]), 2.0)
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef)
+
+
+@torch.no_grad()
+def clip_stacked(grads: list[torch.Tensor], max_norms: list[float]) -> None:
+    """Clip each member of stacked gradients (leading dimension: the members) to its own global 2-norm, in place: the
+    vmap engine's batched form of `clip_member` (member norms over the stacked tensors; a `max_norm` of 0 is off)."""
+    if not grads:
+        return
+    norms = torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), 2.0, dim=1) for g in grads])
+    total = torch.linalg.vector_norm(norms, 2.0, dim=0)
+    limits = torch.tensor(max_norms, dtype=total.dtype, device=total.device)
+    coef = torch.where(limits > 0, torch.clamp(limits / (total + 1e-6), max=1.0), torch.ones_like(total))
+    for g in grads:
+        g.mul_(coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
 
 
 def _stacked_losses(base, params, buffers, inputs, targets) -> torch.Tensor:
@@ -351,26 +447,35 @@ class _LossLog:
     """A member's `metrics.csv`, written by Lightning's CSVLogger at the rows Lightning's Trainer writes them:
     the loss checked at step s (s a multiple of log_every) is written as the row of batch
     s + log_every - 1, or of the run's last batch if that comes first; a validation after n updates is the row
-    of batch n - 1. A stacked member's log thus reads exactly like the same run's log trained alone."""
+    of batch n - 1. A stacked member's log thus reads exactly like the same run's log trained alone. The same rows
+    go to the loggers `trainer.logger` adds beside the CSV log (`loggers.extra_loggers`), as Lightning writes each
+    row to every logger of its Trainer."""
 
-    def __init__(self, run_dir: Path, log_every: int):
+    def __init__(self, run_dir: Path, log_every: int, kind: str = "csv", name: str = ""):
         self.logger = CSVLogger(str(run_dir), name="", version="")
+        self.extra = loggers.extra_loggers(kind, run_dir, name)
         self.log_every = log_every
         self.pending: float | None = None
+
+    def _write(self, metrics: dict, step: int) -> None:
+        self.logger.log_metrics(metrics, step=step)
+        for logger in self.extra:
+            logger.log_metrics(metrics, step=step)
 
     def loss(self, value: float) -> None:
         self.pending = float(torch.tensor(value))  # float32, as Lightning's self.log stores it
 
     def batch_end(self, batch: int, last: bool = False) -> None:
         if self.pending is not None and ((batch + 1) % self.log_every == 0 or last):
-            self.logger.log_metrics({"epoch": 0, "train/loss": self.pending}, step=batch)
+            self._write({"epoch": 0, "train/loss": self.pending}, step=batch)
             self.pending = None
 
     def validation(self, batch: int, values: dict) -> None:
-        self.logger.log_metrics({"epoch": 0, **values}, step=batch)
+        self._write({"epoch": 0, **values}, step=batch)
 
     def close(self, status: str) -> None:
-        self.logger.finalize("success" if status == "ok" else "failed")
+        for logger in (self.logger, *self.extra):
+            logger.finalize("success" if status == "ok" else "failed")
 
 
 @dataclass
@@ -387,6 +492,7 @@ class _Run:
     log: _LossLog
     diagnostics: Diagnostics | None
     n_params: int
+    checkpoint: checkpoints.StackedCheckpoint | None = None
     status: str = "ok"
     error: str = ""
     steps: int = 0
@@ -408,6 +514,8 @@ def _start(member: Member, fabric: Fabric) -> _Run:
     cfg, run_dir = member.cfg, Path(member.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.csv").unlink(missing_ok=True)
+    checkpoints.clear(run_dir)
+    loggers.clear(run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     task, model = build(cfg)
     n_params = sum(p.numel() for p in model.parameters())
@@ -417,7 +525,9 @@ def _start(member: Member, fabric: Fabric) -> _Run:
         diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs)
     model = fabric.setup_module(model).module
     return _Run(member, task, model, data, iter(data.train_dataloader()), Divergence(cfg.trainer.divergence_factor),
-                _LossLog(run_dir, cfg.trainer.log_every), diagnostics, n_params)
+                _LossLog(run_dir, cfg.trainer.log_every, cfg.trainer.logger, f"{member.variant}.{run_dir.name}"),
+                diagnostics, n_params,
+                checkpoints.StackedCheckpoint(cfg.trainer.checkpoint, run_dir, task))
 
 
 class _Stack:
@@ -435,7 +545,7 @@ class _Stack:
         self.runs = list(runs)
         self.engine = engine
         params, buffers = stack_module_state([r.model for r in runs])
-        self.optimizer = StackedAdamW(params)
+        self.optimizer = stacked_optimizer(params, runs[0].cfg.optim)
         if engine == "loop":
             self.buffers = {}  # each member's module keeps its own
             self._bind()
@@ -500,6 +610,22 @@ class _Stack:
         buffers = {n: b[i].clone() for n, b in self.buffers.items()}
         loss_sum, _, count = batch_scores(functional_call(self.base, (params, buffers), (inputs,)), targets)
         (loss_sum / count.clamp_min(1)).backward()
+
+    def clip(self) -> None:
+        """Each member's gradients clipped to its `trainer.grad_clip` (0: off), in `module.param_groups` order, after
+        the diagnostics read them and before the update, where Lightning clips (`gradient_clip_val`, norm)."""
+        limits = [r.cfg.trainer.grad_clip for r in self.runs]
+        if not any(limits):
+            return
+        order = [n for n, p in self.params.items() if p.requires_grad and p.dim() - 1 >= 2]
+        order += [n for n, p in self.params.items() if p.requires_grad and p.dim() - 1 < 2]
+        grads = [self.params[n].grad for n in order if self.params[n].grad is not None]
+        if self.engine == "vmap":
+            clip_stacked(grads, limits)
+            return
+        for i, limit in enumerate(limits):  # (loop) each member's own norm, exactly as its unstacked run's
+            if limit:
+                clip_member([g[i] for g in grads], limit)
 
     def gather(self) -> None:
         """(loop) The members' gradients, stacked for the update. A parameter no member has a gradient for is
@@ -599,8 +725,10 @@ def _loop(runs: list[_Run], stack: _Stack, fabric: Fabric, max_steps: int) -> No
         if len(updating) < len(active):
             stack.drop([r for r in active if r not in updating])
         if stack.runs:
+            stack.clip()
             stack.optimizer.step(
-                [r.cfg.optim.lr * lr_factor(batch, r.cfg.optim.warmup_steps, max_steps) for r in stack.runs],
+                [r.cfg.optim.lr * lr_factor(batch, r.cfg.optim.warmup_steps, max_steps, r.cfg.optim.schedule)
+                 for r in stack.runs],
                 [r.cfg.optim.weight_decay for r in stack.runs])
         share = (time.perf_counter() - start) / len(active)
         batch += 1
@@ -734,6 +862,8 @@ def _after_batch(run: _Run, stack: _Stack, fabric: Fabric, batch: int, max_steps
             value = r.val.get(f"val/{r.task.metric}")
             if callback is not None and value is not None and callback(batch, value):
                 raise TrialPruned(f"pruned at step {batch} (val/{r.task.metric}={value:.4g})")
+            if r.checkpoint is not None:  # after the pruning check, as Lightning runs ModelCheckpoint last
+                r.checkpoint.validated(model, batch, r.val)
 
     if ends:
         run.log.batch_end(last_batch, last=True)  # Lightning writes a stopping run's last loss before validating
