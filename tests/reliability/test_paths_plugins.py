@@ -229,15 +229,16 @@ def test_a_plugin_package_in_the_working_directory_still_imports_its_submodules(
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 600 KiB tmpfs (needs root: mount), filled so that about 40 KiB are left: a results directory runs out of
-    space after its first run."""
+    """A 4 MiB tmpfs (needs root: mount), filled so that about 40 KiB are left: a results directory runs out of
+    space after its first run; emptied again, it has room for the whole directory and its report (figures
+    embedded in report.html)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4096k", "tmpfs", str(disk)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
-        (disk / "fill").write_bytes(b"\0" * (560 * 1024))
+        (disk / "fill").write_bytes(b"\0" * ((4096 - 40) * 1024))
         yield disk
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
