@@ -13,15 +13,12 @@ one whole, and into `DIR/export/` unless another folder is given. Nothing in DIR
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from ablations.store.directory import ResultsDir
-from ablations.store.files import store_error
+from ablations.store.files import write_file_atomic
 from models.errors import ConfigError
 
 FORMATS = ("parquet", "csv", "json")
@@ -78,29 +75,7 @@ def export(directory: Path | str, fmt: str = "parquet", out: Path | str | None =
 
 def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
     """One table, atomically; a failing disk is one line naming the file (`files.StoreError`)."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        if fmt == "parquet":
-            frame.to_parquet(tmp, index=False)
-        elif fmt == "csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_json(tmp, orient="records", indent=1)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as error:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if isinstance(error, OSError):
-            raise store_error(path, error) from error
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    writers = {"parquet": lambda tmp: frame.to_parquet(tmp, index=False),
+               "csv": lambda tmp: frame.to_csv(tmp, index=False),
+               "json": lambda tmp: frame.to_json(tmp, orient="records", indent=1)}
+    write_file_atomic(path, writers[fmt])

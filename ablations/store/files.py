@@ -60,19 +60,31 @@ def write_text_atomic(path: Path, text: str) -> None:
     the disk (no space left, read-only, ...) is a one-line `StoreError`; the old file, if any, stays whole."""
     from ablations.config.secrets import redact_text
 
-    path = Path(path)
     text = redact_text(text)
+
+    def produce(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    write_file_atomic(path, produce)
+
+
+def write_file_atomic(path: Path, produce) -> None:
+    """`produce(tmp)` writes the file at the temporary path `tmp` beside `path`, which is then renamed over
+    `path` (readable as an ordinary file, not mkstemp's private mode); a failing disk is a one-line `StoreError`
+    naming `path`, nothing half-written is left, and the old file, if any, stays whole."""
+    path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         umask = os.umask(0)
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's files are private; results are ordinary files
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~umask)
+        produce(Path(tmp))
         os.replace(tmp, path)
     except BaseException as error:
         if tmp is not None:
