@@ -92,6 +92,10 @@ def _norm_interval(row) -> str:
     text = f"Δ {signed(row['norm_delta'], 3)} normalised"
     if pd.notna(row["norm_delta_low"]):
         text += f", 90% CI [{signed(row['norm_delta_low'], 3)}, {signed(row['norm_delta_high'], 3)}]"
+    alpha = row.get("sequential_alpha") if hasattr(row, "get") else None
+    if alpha is not None and pd.notna(alpha):  # ablation.seeds=auto: the verdict is the sequential look's
+        text += (f"; look {int(row['sequential_look'])}, {int(row['sequential_seeds'])} seeds per side, "
+                 f"tested at α = {alpha:.3g} (Methods)")
     return text
 
 

@@ -203,3 +203,16 @@ def test_tuning_trials_that_ended_in_errors_and_finals_on_defaults_are_named():
     assert lines[0].startswith("⚠ 2/2 tuning trials of a × copy ended failed with an error") and "trial 0" in lines[0]
     assert "a × copy had a validation score" in lines[1] and "default hyper-parameters" in lines[1]
     assert trial_error_lines(SimpleNamespace(results=SimpleNamespace(trials=None), runs=runs)) == []
+
+
+def test_a_sequential_verdict_names_its_look_and_the_alpha_it_was_tested_at():
+    import pandas as pd
+
+    from ablations.report.ablation import _norm_interval
+
+    row = pd.Series({"norm_delta": 0.01, "norm_delta_low": -0.02, "norm_delta_high": 0.03, "sequential_look": 2,
+                     "sequential_seeds": 5, "sequential_alpha": 0.0116})
+    assert _norm_interval(row) == ("Δ +0.010 normalised, 90% CI [−0.020, +0.030]; look 2, 5 seeds per side, "
+                                   "tested at α = 0.0116 (Methods)")
+    fixed = row.drop(["sequential_look", "sequential_seeds", "sequential_alpha"])
+    assert _norm_interval(fixed) == "Δ +0.010 normalised, 90% CI [−0.020, +0.030]"
