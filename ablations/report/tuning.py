@@ -33,7 +33,7 @@ import pandas as pd
 from ablations.analyse import tuning
 from ablations.analyse.tuning import TuningCurves
 from ablations.report.figures import direction_label
-from ablations.report.toolkit import figure_style, new_figure, palette, save_figure
+from ablations.report.toolkit import figure_style, legend_outside, new_figure, palette, save_figure
 
 #: from this many trials on, the budget axis is logarithmic: the curves rise fastest over the first few trials,
 #: and Dodge et al. plot the budget on a log scale for the same reason
@@ -79,22 +79,6 @@ def _order(curves: TuningCurves, baseline: str, order: list[str] | None) -> list
 
 
 # ------------------------------------------------------------------------------------------------- figure
-def _legend(figure, axes, order: list[str]) -> None:
-    """One legend right of the panels, vertically centred (figures._legend_outside puts it at the top, where a
-    long title runs into it): the variants in `order`, then the reference lines and the band."""
-    handles, labels = [], []
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            if label not in labels and not label.startswith("_"):
-                handles.append(handle)
-                labels.append(label)
-    rank = {label: i for i, label in enumerate(order)}
-    pairs = sorted(zip(handles, labels), key=lambda p: (rank.get(p[1], len(rank)), labels.index(p[1])))
-    if pairs:
-        figure.legend([h for h, _ in pairs], [lab for _, lab in pairs], loc="outside right center", title="variant",
-                      frameon=False)
-
-
 def draw_curves(curves: TuningCurves, baseline: str, path: Path, *, title: str | None = None,
                 order: list[str] | None = None) -> Path | None:
     """One panel per task: the expected best validation score against the number of tuning trials, a line per
@@ -164,7 +148,8 @@ def draw_curves(curves: TuningCurves, baseline: str, path: Path, *, title: str |
         if banded:
             axes[0].errorbar([], [], yerr=[], fmt="none", ecolor="0.35", elinewidth=1.3, capsize=2.5,
                              label="± 1 sd of the best of n trials\n(where 2n ≤ N)")
-        _legend(figure, axes, variants)
+        # centred: at the top a long figure title runs into the legend
+        legend_outside(figure, axes, "variant", variants, loc="outside right center")
         estimator = "Dodge et al. 2019, with replacement" if curves.replacement else "Tang et al. 2020, unbiased"
         figure.suptitle(title or f"Expected best validation score after n tuning trials ({estimator})",
                         fontsize=12)

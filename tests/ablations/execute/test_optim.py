@@ -17,6 +17,7 @@ from ablations.execute.run import train
 from ablations.execute.stack import (Member, StackedAdamW, StackedSGD, clip_member, clip_stacked, stack_key,
                                      stackable, train_stack)
 from models.errors import ConfigError
+from tests.ablations.execute.test_stack import steps_like_torch
 
 TINY = ["task=copy", "model.d_model=32", "model.n_layers=1", "trainer.max_steps=40", "trainer.log_every=5",
         "trainer.val_every=20", "trainer.diagnostics_every=0", "task.n_train=1000", "task.n_eval=100"]
@@ -117,21 +118,7 @@ def test_stacked_optimiser_is_torch_optimiser_per_member(name):
     references = [make_optimizer([a["w"], a["b"]], OptimConfig(**{**optim.__dict__, "lr": lrs[k],
                                                                   "weight_decay": decays[k]}))
                   for k, a in enumerate(alone)]
-    for step in range(5):
-        grads = {n: torch.randn_like(p) for n, p in start.items()}
-        for n, p in stacked.items():
-            p.grad = grads[n].clone()
-        factor = lr_factor(step, 2, 5, "linear")
-        optimizer.step([lr * factor for lr in lrs], decays)
-        for k, (a, reference) in enumerate(zip(alone, references)):
-            for group in reference.param_groups:
-                group["lr"] = lrs[k] * factor
-            for n, p in a.items():
-                p.grad = grads[n][k].clone()
-            reference.step()
-    for k, a in enumerate(alone):
-        for n, p in a.items():
-            torch.testing.assert_close(stacked[n][k], p, rtol=1e-6, atol=1e-7)
+    steps_like_torch(stacked, optimizer, alone, references, lrs, decays, schedule="linear")
 
 
 # --- gradient clipping ------------------------------------------------------------------------------------------

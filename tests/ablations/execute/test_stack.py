@@ -146,21 +146,14 @@ def test_members_validate_at_their_last_step_as_their_unstacked_runs(engine_on_c
         assert list(log.dropna(subset=["val/accuracy"])["step"]) == rows
 
 
-def test_stacked_adamw_is_torch_adamw_per_member():
-    torch.manual_seed(0)
-    lrs, decays = [1e-2, 3e-3, 5e-2], [0.0, 0.1, 0.01]
-    start = {"w": torch.randn(3, 4, 5), "b": torch.randn(3, 5)}
-    stacked = {n: p.clone().requires_grad_() for n, p in start.items()}
-    optimizer = StackedAdamW(stacked)
-    alone = [{n: p[k].clone().requires_grad_() for n, p in start.items()} for k in range(3)]
-    references = [torch.optim.AdamW([{"params": [a["w"]], "weight_decay": decays[k]},
-                                     {"params": [a["b"]], "weight_decay": 0.0}], lr=lrs[k], betas=BETAS)
-                  for k, a in enumerate(alone)]
+def steps_like_torch(stacked, optimizer, alone, references, lrs, decays, schedule="cosine") -> None:
+    """Five updates with the same random gradients, stacked and member by member (torch's optimisers as
+    `references`, each over its member's `alone` tensors); then every member's parameters must agree."""
     for step in range(5):
-        grads = {n: torch.randn_like(p) for n, p in start.items()}
+        grads = {n: torch.randn_like(p) for n, p in stacked.items()}
         for n, p in stacked.items():
             p.grad = grads[n].clone()
-        factor = lr_factor(step, 2, 5)
+        factor = lr_factor(step, 2, 5, schedule)
         optimizer.step([lr * factor for lr in lrs], decays)
         for k, (a, reference) in enumerate(zip(alone, references)):
             for group in reference.param_groups:
@@ -171,6 +164,19 @@ def test_stacked_adamw_is_torch_adamw_per_member():
     for k, a in enumerate(alone):
         for n, p in a.items():
             torch.testing.assert_close(stacked[n][k], p, rtol=1e-6, atol=1e-7)
+
+
+def test_stacked_adamw_is_torch_adamw_per_member():
+    torch.manual_seed(0)
+    lrs, decays = [1e-2, 3e-3, 5e-2], [0.0, 0.1, 0.01]
+    start = {"w": torch.randn(3, 4, 5), "b": torch.randn(3, 5)}
+    stacked = {n: p.clone().requires_grad_() for n, p in start.items()}
+    optimizer = StackedAdamW(stacked)
+    alone = [{n: p[k].clone().requires_grad_() for n, p in start.items()} for k in range(3)]
+    references = [torch.optim.AdamW([{"params": [a["w"]], "weight_decay": decays[k]},
+                                     {"params": [a["b"]], "weight_decay": 0.0}], lr=lrs[k], betas=BETAS)
+                  for k, a in enumerate(alone)]
+    steps_like_torch(stacked, optimizer, alone, references, lrs, decays)
 
 
 @pytest.mark.parametrize("mask_shape,batched_mask", [(None, False), ((7, 7), False), ((5, 4, 7, 7), False),
