@@ -38,6 +38,39 @@ class Split:
         return self.inputs.shape[0]
 
 
+@dataclass(frozen=True)
+class Ladder:
+    """A task's difficulty parameter (`key`, a field of its `Params`) and its `levels`, easiest first.
+
+    Why: one difficulty cannot separate variants that all solve it or all fail it; MAD-lab (Poli et al. 2024)
+    scores architectures over a sweep of difficulty instead. `ablation.difficulty=ladder` runs every level."""
+
+    key: str
+    levels: tuple
+
+
+#: Separates a task's name from a difficulty level in a task label: `copy@length=24` is `task=copy` with
+#: `task.length=24`. A label names a column of the grid and a folder of its runs.
+LEVEL_MARK = "@"
+
+
+def task_label(name: str, key: str | None = None, value=None) -> str:
+    """`copy` or, at a level, `copy@length=24`."""
+    return name if key is None else f"{name}{LEVEL_MARK}{key}={value}"
+
+
+def parse_task_label(label: str) -> tuple[str, dict[str, str]]:
+    """`copy@length=24` -> ("copy", {"length": "24"}); a plain name -> (name, {}). Values stay strings (they
+    become the override `task.length=24`)."""
+    name, mark, rest = str(label).partition(LEVEL_MARK)
+    if not mark:
+        return name, {}
+    key, eq, value = rest.partition("=")
+    if not eq or not key or not value:
+        raise ConfigError(f"task label {label!r} must be <task>{LEVEL_MARK}<key>=<value>, e.g. copy@length=24")
+    return name, {key: value}
+
+
 class Task:
     """Base class. Subclasses set the class attributes, define `Params` and implement `make_split`."""
 
@@ -48,6 +81,7 @@ class Task:
     metric: str = "accuracy"
     higher_is_better: bool = True
     solved_at: float = 0.95     # metric value at which the task counts as solved
+    difficulty: "Ladder | None" = None  # the parameter that makes it harder and its levels (algorithmic tasks)
 
     @dataclass(frozen=True)
     class Params:
