@@ -257,6 +257,11 @@ def learning_curves(agg: Aggregate, path: Path, curves: pd.DataFrame | None = No
                 _draw_bands(bottom, curve_bands(loss, "loss", LOSS_BOUNDS, log=True), variants, colours,
                             agg.baseline, markers=False)
                 bottom.set_yscale("log")
+                # The axis spans the losses the runs logged (a factor of 2 either side), not the bands: at 2 or 3
+                # seeds a geometric t-interval can reach 1e-20 once a loss nears zero, and would squash every
+                # curve into the top of the panel. A band that leaves the axis is cut at its edge.
+                values = loss["loss"].astype(float)
+                bottom.set_ylim(values.min() / 2, values.max() * 2)
             else:
                 bottom.text(0.5, 0.5, "no training loss logged", ha="center", va="center",
                             transform=bottom.transAxes, color="0.4")

@@ -102,6 +102,9 @@ def test_learning_curves_draw_the_training_loss_and_clipped_bands(near_one, tmp_
         assert ys.max() <= 1.0 + 1e-12 and ys.min() >= 0.0
     loss = next(ax for ax in axes if ax.get_ylabel().startswith("training loss"))
     assert loss.get_yscale() == "log" and len(loss.get_lines()) == 2  # both variants' training loss
+    logged = np.concatenate([line.get_ydata() for line in loss.get_lines()])
+    low, high = loss.get_ylim()  # the axis follows what was logged (x2 either side), however wide a band is
+    assert low == pytest.approx(logged.min() / 2, rel=0.5) and high <= logged.max() * 2 * (1 + 1e-9)
 
 
 def test_lr_ticks_are_few_and_compact(tmp_path, monkeypatch):
