@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.errors import ConfigError
-from tasks.base import IGNORE, Split, Task, positive_int, split_generator
+from tasks.base import IGNORE, Split, Task, check_test_length, positive_int, split_generator, split_length
 
 
 class Transduction(Task):
@@ -42,18 +41,11 @@ class Transduction(Task):
     def validate(self):
         p = self.params
         positive_int(self.name, length=p.length, vocab=p.vocab, n_train=p.n_train, n_eval=p.n_eval)
-        test_length = p.test_length
-        if isinstance(test_length, bool) or not isinstance(test_length, int) or test_length < 0:
-            raise ConfigError(f"task.test_length of task {self.name} must be an integer >= 0 (0: task.length), "
-                              f"got {test_length!r}")
-        if 0 < test_length < p.length:
-            raise ConfigError(f"task.test_length={test_length} of task {self.name} must be >= "
-                              f"task.length={p.length} (or 0: the same as task.length)")
+        check_test_length(self.name, p.test_length, p.length)
 
     def source_length(self, split: str) -> int:
         """Source tokens of a split: `test_length` for test when it is set, else `length`."""
-        p = self.params
-        return p.test_length if split == "test" and p.test_length else p.length
+        return split_length(split, self.params.length, self.params.test_length)
 
     @property
     def vocab_size(self) -> int:

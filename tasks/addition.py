@@ -7,6 +7,10 @@ digit depends only on the operand digits at the same place and the carry just pr
 to learn than most-significant first, where the first digit already depends on every carry (Lee et al., 2023,
 "Teaching Arithmetic to Small Transformers", https://arxiv.org/abs/2307.03381). Operands are uniform over
 [0, 10^D), so carries and carry chains occur at their natural rates.
+
+Length generalisation: with `test_length` > `n_digits` the test operands have `test_length` digits (train and
+val keep `n_digits`), so the test score measures whether column addition carries over to longer numbers whose
+positions were never trained; 0 (the default) tests at `n_digits`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from models.errors import ConfigError
-from tasks.base import IGNORE, TASKS, Split, Task, positive_int, split_generator
+from tasks.base import (IGNORE, TASKS, Ladder, Split, Task, check_test_length,
+                        positive_int, split_generator, split_length)
 
 PLUS, EQUALS = 10, 11
 
@@ -29,6 +34,8 @@ class Addition(Task):
     causal = True
     metric = "accuracy"
     solved_at = 0.95
+    length_key = "n_digits"  # task.test_length: digits per operand in test
+    difficulty = Ladder("n_digits", (2, 3, 4, 6, 8))  # longer carry chains
 
     @dataclass(frozen=True)
     class Params:
@@ -36,6 +43,7 @@ class Addition(Task):
         reversed: bool = True   # answer least-significant digit first (easier)
         n_train: int = 20000
         n_eval: int = 1000      # examples in val and in test
+        test_length: int = 0    # digits per operand in test (0: `n_digits`; more probes length generalisation)
 
     def validate(self):
         p = self.params
@@ -44,6 +52,7 @@ class Addition(Task):
             raise ConfigError(f"task.reversed of task {self.name} must be true or false, got {p.reversed!r}")
         if p.n_digits > 18:
             raise ConfigError(f"task.n_digits={p.n_digits} of task {self.name} must be <= 18 (int64 operands)")
+        check_test_length(self.name, p.test_length, p.n_digits, key="n_digits")
 
     @property
     def vocab_size(self) -> int:
@@ -54,13 +63,13 @@ class Addition(Task):
         return 10
 
     def max_len(self) -> int:
-        return 3 * self.params.n_digits + 2
+        return 3 * max(self.params.n_digits, self.params.test_length) + 2
 
     def split_size(self, split: str) -> int:
         return self.params.n_train if split == "train" else self.params.n_eval
 
     def make_split(self, split: str, n: int, seed: int) -> Split:
-        d = self.params.n_digits
+        d = split_length(split, self.params.n_digits, self.params.test_length)
         g = split_generator(split, seed)
         a_digits = torch.randint(0, 10, (n, d), generator=g)   # most significant first
         b_digits = torch.randint(0, 10, (n, d), generator=g)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from models.errors import ConfigError
-from tasks.base import IGNORE, TASKS, Split, Task, positive_int, split_generator
+from tasks.base import IGNORE, TASKS, Ladder, Split, Task, positive_int, split_generator
 
 
 @TASKS.register("assoc_recall")
@@ -27,6 +27,7 @@ class AssocRecall(Task):
     causal = True
     metric = "accuracy"
     solved_at = 0.95
+    difficulty = Ladder("n_pairs", (4, 6, 8, 12, 16))  # more key-value pairs to hold (Zoology's axis)
 
     @dataclass(frozen=True)
     class Params:

@@ -82,6 +82,7 @@ class Task:
     higher_is_better: bool = True
     solved_at: float = 0.95     # metric value at which the task counts as solved
     difficulty: "Ladder | None" = None  # the parameter that makes it harder and its levels (algorithmic tasks)
+    length_key: str = "length"  # the Params field that `test_length` (where a task has one) lengthens in test
 
     @dataclass(frozen=True)
     class Params:
@@ -147,6 +148,24 @@ def positive_int(task: str, **values) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"task.{key} of task {task} must be a positive integer, got {value!r}")
+
+
+def check_test_length(task: str, test_length, length: int, key: str = "length") -> None:
+    """Raise a one-line ConfigError unless `test_length` is 0 (the test split as training) or >= `task.<key>`.
+
+    Why: a length-generalisation split is longer than training (Deletang et al. 2022, "Neural Networks and the
+    Chomsky Hierarchy", https://arxiv.org/abs/2207.02098); a shorter one would test nothing new."""
+    if isinstance(test_length, bool) or not isinstance(test_length, int) or test_length < 0:
+        raise ConfigError(f"task.test_length of task {task} must be an integer >= 0 (0: task.{key}), "
+                          f"got {test_length!r}")
+    if 0 < test_length < length:
+        raise ConfigError(f"task.test_length={test_length} of task {task} must be >= task.{key}={length} "
+                          f"(or 0: the same as task.{key})")
+
+
+def split_length(split: str, length: int, test_length: int) -> int:
+    """The size parameter of one split: `test_length` for test when it is set (> 0), else `length`."""
+    return test_length if split == "test" and test_length else length
 
 
 def user_cache_dir(platform: str | None = None) -> Path:

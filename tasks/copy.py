@@ -9,10 +9,11 @@ from __future__ import annotations
 import torch
 
 from tasks._transduction import Transduction
-from tasks.base import TASKS
+from tasks.base import TASKS, Ladder
 
 
 @TASKS.register("copy")
 class Copy(Transduction):
+    difficulty = Ladder("length", (8, 12, 24, 48, 96))  # longer strings: a longer fixed look-back
     def answer(self, source: torch.Tensor) -> torch.Tensor:
         return source

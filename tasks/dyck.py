@@ -12,6 +12,9 @@ https://arxiv.org/abs/2009.11264; Yao et al., 2021, https://arxiv.org/abs/2105.1
 Balanced words are generated left to right: at depth 0 a bracket opens, when the remaining positions equal the
 depth one closes, otherwise it opens or closes with probability 1/2; an opening bracket's type is uniform and
 a closing bracket matches the innermost open one.
+
+Length generalisation: with `test_length` > `length` the test strings have `test_length` brackets (train and
+val keep `length`): deeper nesting and positions never trained; 0 (the default) tests at `length`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from models.errors import ConfigError
-from tasks.base import TASKS, Split, Task, positive_int, split_generator
+from tasks.base import TASKS, Ladder, Split, Task, check_test_length, positive_int, split_generator, split_length
 
 _SWAP_ROUNDS = 8  # re-swaps of negatives that came out balanced again
 
@@ -54,6 +57,7 @@ class Dyck(Task):
     causal = False
     metric = "accuracy"
     solved_at = 0.95
+    difficulty = Ladder("length", (8, 12, 16, 24, 32))  # deeper and longer nesting
 
     @dataclass(frozen=True)
     class Params:
@@ -61,12 +65,16 @@ class Dyck(Task):
         length: int = 16       # brackets per string (even)
         n_train: int = 20000
         n_eval: int = 1000     # examples in val and in test
+        test_length: int = 0   # brackets per test string (0: `length`; more probes length generalisation)
 
     def validate(self):
         p = self.params
         positive_int(self.name, n_types=p.n_types, length=p.length, n_train=p.n_train, n_eval=p.n_eval)
         if p.length % 2 or p.length < 4:
             raise ConfigError(f"task.length={p.length} of task {self.name} must be even and >= 4")
+        check_test_length(self.name, p.test_length, p.length)
+        if p.test_length % 2:
+            raise ConfigError(f"task.test_length={p.test_length} of task {self.name} must be even (or 0)")
 
     @property
     def vocab_size(self) -> int:
@@ -77,14 +85,14 @@ class Dyck(Task):
         return 2
 
     def max_len(self) -> int:
-        return self.params.length
+        return max(self.params.length, self.params.test_length)
 
     def split_size(self, split: str) -> int:
         return self.params.n_train if split == "train" else self.params.n_eval
 
-    def balanced(self, n: int, g: torch.Generator) -> torch.Tensor:
-        """(n, length) random balanced words."""
-        k, length = self.params.n_types, self.params.length
+    def balanced(self, n: int, g: torch.Generator, length: int | None = None) -> torch.Tensor:
+        """(n, length) random balanced words (`length`: `task.length` unless given)."""
+        k, length = self.params.n_types, length or self.params.length
         coin = torch.rand(n, length, generator=g) < 0.5
         kinds = torch.randint(0, k, (n, length), generator=g)
         tokens = torch.zeros(n, length, dtype=torch.long)
@@ -102,8 +110,8 @@ class Dyck(Task):
 
     def make_split(self, split: str, n: int, seed: int) -> Split:
         g = split_generator(split, seed)
-        k, length = self.params.n_types, self.params.length
-        tokens = self.balanced(n, g)
+        k, length = self.params.n_types, split_length(split, self.params.length, self.params.test_length)
+        tokens = self.balanced(n, g, length)
         corrupt = torch.rand(n, generator=g) < 0.5
         rows = torch.arange(n)
         pending = corrupt.clone()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from models.errors import ConfigError
-from tasks.base import TASKS, Split, Task, positive_int, split_generator
+from tasks.base import TASKS, Ladder, Split, Task, positive_int, split_generator
 
 OPERATORS = ("MIN", "MAX", "MED", "SM")
 FIRST_OP, CLOSE, PAD = 10, 14, 15  # digits are 0-9; operator o is FIRST_OP + o
@@ -51,6 +51,7 @@ class ListOps(Task):
     causal = False
     metric = "accuracy"
     solved_at = 0.95
+    difficulty = Ladder("max_depth", (1, 2, 3, 4))  # deeper nesting of operators
 
     @dataclass(frozen=True)
     class Params:

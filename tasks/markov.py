@@ -22,7 +22,7 @@ from functools import cached_property
 import torch
 
 from models.errors import ConfigError
-from tasks.base import TASKS, Split, Task, positive_int, split_generator
+from tasks.base import TASKS, Ladder, Split, Task, positive_int, split_generator
 
 
 @TASKS.register("markov")
@@ -32,6 +32,7 @@ class Markov(Task):
     output_kind = "token"
     causal = True
     metric = "accuracy"
+    difficulty = Ladder("vocab", (2, 3, 4, 6, 8))  # more states: more transition statistics to infer in context
 
     @cached_property
     def solved_at(self) -> float:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from models.errors import ConfigError
-from tasks.base import IGNORE, SPLITS, TASKS, Split, Task, positive_int, split_generator
+from tasks.base import IGNORE, SPLITS, TASKS, Ladder, Split, Task, positive_int, split_generator
 
 
 @TASKS.register("modular_add")
@@ -28,6 +28,7 @@ class ModularAdd(Task):
     causal = True
     metric = "accuracy"
     solved_at = 0.95
+    difficulty = Ladder("train_fraction", (0.9, 0.7, 0.5, 0.3))  # fewer training pairs: generalise from less
 
     @dataclass(frozen=True)
     class Params:

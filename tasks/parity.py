@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.errors import ConfigError
-from tasks.base import TASKS, Split, Task, positive_int, split_generator
+from tasks.base import TASKS, Ladder, Split, Task, check_test_length, positive_int, split_generator, split_length
 
 
 @TASKS.register("parity")
@@ -28,20 +27,19 @@ class Parity(Task):
     causal = False
     metric = "accuracy"
     solved_at = 0.95
+    difficulty = Ladder("length", (4, 8, 12, 16, 20))  # every bit matters: longer strings are harder
 
     @dataclass(frozen=True)
     class Params:
         length: int = 16       # bits per string in train and val
-        test_length: int = 20  # bits per string in test (>= length; > length probes length generalisation)
+        test_length: int = 20  # bits per string in test (0: `length`; > length probes length generalisation)
         n_train: int = 20000
         n_eval: int = 1000     # examples in val and in test
 
     def validate(self):
         p = self.params
-        positive_int(self.name, length=p.length, test_length=p.test_length, n_train=p.n_train, n_eval=p.n_eval)
-        if p.test_length < p.length:
-            raise ConfigError(f"task.test_length={p.test_length} of task {self.name} must be >= "
-                              f"task.length={p.length}")
+        positive_int(self.name, length=p.length, n_train=p.n_train, n_eval=p.n_eval)
+        check_test_length(self.name, p.test_length, p.length)
 
     @property
     def vocab_size(self) -> int:
@@ -59,6 +57,6 @@ class Parity(Task):
 
     def make_split(self, split: str, n: int, seed: int) -> Split:
         g = split_generator(split, seed)
-        length = self.params.test_length if split == "test" else self.params.length
+        length = split_length(split, self.params.length, self.params.test_length)
         bits = torch.randint(0, 2, (n, length), generator=g)
         return Split(bits, bits.sum(dim=1) % 2)

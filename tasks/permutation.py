@@ -41,7 +41,7 @@ from functools import lru_cache
 import torch
 
 from models.errors import ConfigError
-from tasks.base import TASKS, Split, Task, positive_int, split_generator
+from tasks.base import TASKS, Ladder, Split, Task, positive_int, split_generator
 
 #: Group kind -> (smallest, largest) number of points n, and what the kind is.
 KINDS = {"S": (2, 6, "symmetric"), "A": (3, 6, "alternating"), "Z": (2, 64, "cyclic")}
@@ -100,6 +100,7 @@ class Permutation(Task):
     causal = True
     metric = "accuracy"
     solved_at = 0.95
+    difficulty = Ladder("group", ("S3", "S4", "A5", "S5"))  # solvable groups first; S5: the hard case
 
     @dataclass(frozen=True)
     class Params:

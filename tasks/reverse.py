@@ -12,10 +12,11 @@ from __future__ import annotations
 import torch
 
 from tasks._transduction import Transduction
-from tasks.base import TASKS
+from tasks.base import TASKS, Ladder
 
 
 @TASKS.register("reverse")
 class Reverse(Transduction):
+    difficulty = Ladder("length", (8, 12, 16, 24, 32))  # longer strings: more look-back distances
     def answer(self, source: torch.Tensor) -> torch.Tensor:
         return source.flip(1)

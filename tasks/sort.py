@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import torch
 
 from tasks._transduction import Transduction
-from tasks.base import TASKS
+from tasks.base import TASKS, Ladder
 
 
 @TASKS.register("sort")
 class Sort(Transduction):
+    difficulty = Ladder("length", (6, 10, 16, 24, 32))  # more tokens to count and order
     @dataclass(frozen=True)
     class Params:
         length: int = 10       # tokens to sort in train and val

@@ -118,7 +118,7 @@ def _check_number(section: str, name: str, value, *, minimum=0.0, positive=False
 
 
 #: `optim.name`: the optimisers a run may use (ablations/execute/module.py `make_optimizer`).
-OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd", "muon")  # muon: torch.optim.Muon on hidden matrices, AdamW on the rest
 #: `optim.schedule`: the learning-rate schedules (ablations/execute/module.py `lr_factor`).
 SCHEDULES = ("cosine", "constant", "linear", "inverse_sqrt")
 #: Optimiser settings added after the first results were written, with the value that reproduces those results:
@@ -169,7 +169,9 @@ class OptimConfig:
 STACK_ENGINES = ("auto", "vmap", "loop")
 #: Trainer settings that never change what a run computes (left out of its hash and its study's name): diagnostics
 #: only read the model, and a stacked run, by either engine, ends where the same run alone would end.
-NEUTRAL_TRAINER_KEYS = ("diagnostics_every", "stack", "stack_engine", "logger", "checkpoint")
+NEUTRAL_TRAINER_KEYS = ("diagnostics_every", "diagnostics_schedule", "stack", "stack_engine", "logger", "checkpoint")
+#: `trainer.diagnostics_schedule` (ablations/execute/diagnostics.py `schedule_steps`, which defines each)
+DIAGNOSTICS_SCHEDULES = ("every", "geometric")
 #: `trainer.logger`: where a run logs besides its CSV log, which is always written (ablations/execute/loggers.py).
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
 #: `trainer.checkpoint`: which weights a run keeps (ablations/execute/checkpoint.py).
@@ -188,6 +190,7 @@ class TrainerConfig:
     eval_batch_size: int
     divergence_factor: float
     diagnostics_every: int = 0  # measure layer diagnostics every this many steps (0: off); see ablations/diagnostics.py
+    diagnostics_schedule: str = "every"  # every | geometric (dense early, gaps capped at diagnostics_every)
     stack: int = 1  # train up to this many runs of one architecture as one stacked model (ablations/execute/stack.py)
     stack_engine: str = "auto"  # how a stack's members compute: auto (per device, as measured), vmap or loop
     grad_clip: float = 0.0  # clip each update's global gradient norm to this (0: off), as Lightning's norm clipping
@@ -198,6 +201,10 @@ class TrainerConfig:
         for name in ("max_steps", "val_every", "log_every", "devices", "eval_batch_size"):
             _check_number("trainer", name, getattr(self, name), positive=True, integer=True)
         _check_number("trainer", "diagnostics_every", self.diagnostics_every, integer=True)
+        if self.diagnostics_schedule not in DIAGNOSTICS_SCHEDULES:
+            raise ConfigError(f"unknown trainer.diagnostics_schedule '{self.diagnostics_schedule}'"
+                              f"{closest(str(self.diagnostics_schedule), DIAGNOSTICS_SCHEDULES)}; "
+                              f"valid: {', '.join(DIAGNOSTICS_SCHEDULES)}")
         _check_number("trainer", "stack", self.stack, positive=True, integer=True)
         _check_number("trainer", "divergence_factor", self.divergence_factor, positive=True)
         _check_number("trainer", "grad_clip", self.grad_clip)
@@ -366,8 +373,44 @@ def _compose(overrides: list[str]) -> DictConfig:
     if key not in _COMPOSED:
         if len(_COMPOSED) > 1024:
             _COMPOSED.clear()
-        _COMPOSED[key] = _compose_uncached(overrides)
+        _COMPOSED[key] = _compose_uncached(_task_defaults(overrides) + list(overrides))
     return copy.deepcopy(_COMPOSED[key])
+
+
+_TASK_DEFAULTS: dict[tuple, list[str]] = {}
+
+
+def _hydra_value(value) -> str:
+    """A Params default as a Hydra override value: strings quoted (a comma would otherwise make a sweep)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _task_defaults(overrides: list[str]) -> list[str]:
+    """`+task.<field>=<default>` for every Params field that the selected task's file leaves out.
+
+    Why: a task file states only what differs from its code defaults (tasks/<name>.py `Params`) and its budget,
+    so that a default lives in one place; the composed config must still hold every parameter, so that
+    `task.length=24` is a known key and `ablate config` shows the whole task."""
+    from tasks import TASKS
+
+    choices = [o for o in overrides if o.partition("=")[0] in GROUPS]
+    key = (str(user_conf_dir()), tuple(choices))
+    if key not in _TASK_DEFAULTS:
+        task = _compose_uncached(choices).task
+        name = str(task.get("name", ""))
+        added = []
+        if name in TASKS.names():
+            for field in dataclasses.fields(TASKS.get(name).Params):
+                if field.name not in task and field.default is not dataclasses.MISSING:
+                    added.append(f"+task.{field.name}={_hydra_value(field.default)}")
+        _TASK_DEFAULTS[key] = added
+    return list(_TASK_DEFAULTS[key])
 
 
 def _compose_uncached(overrides: list[str]) -> DictConfig:
@@ -419,20 +462,45 @@ def _yaml_error(error: BaseException) -> ConfigError | None:
     return ConfigError(f"invalid YAML in {where}: {problem}")
 
 
+#: `size=standard`: this many times the task's own (quick) steps, validated this many times in all.
+STANDARD_STEPS = 3
+STANDARD_VALIDATIONS = 6
+
+
+def standard_size(max_steps: int) -> list[str]:
+    """The `size=standard` preset of a task whose quick budget is `max_steps`.
+
+    Why: serious (tuned, seeded) runs get three times each task's quick budget. The rule lives here, once; a
+    task file states `sizes.standard` only where it is an exception to it."""
+    steps = STANDARD_STEPS * int(max_steps)
+    return [f"trainer.max_steps={steps}", f"trainer.val_every={max(1, steps // STANDARD_VALIDATIONS)}"]
+
+
+def _task_max_steps(overrides: list[str], cfg: DictConfig) -> int:
+    """The task's own `trainer.max_steps` (its file's, before any command-line `trainer.max_steps=`)."""
+    own = [o for o in overrides if o.lstrip("+~").partition("=")[0].strip() != "trainer.max_steps"]
+    return int((cfg if len(own) == len(overrides) else _compose(own)).trainer.max_steps)
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     """Compose `conf/config.yaml` with overrides, rejecting unknown names and keys in one line.
 
-    `size=<name>` applies the task's preset for that size (`sizes.<name>` in its task file) before the
-    command-line overrides, so that an explicit `trainer.max_steps=` still wins."""
+    `size=<name>` applies the task's preset for that size (`sizes.<name>`: `standard_size` unless its task file
+    states an exception) before the command-line overrides, so that an explicit `trainer.max_steps=` still
+    wins."""
     _check_overrides(list(overrides))
     cfg = _compose(list(overrides))
-    if cfg.size not in cfg.sizes:
-        raise ConfigError(f"unknown size '{cfg.size}' for task {cfg.task.name}{closest(str(cfg.size), cfg.sizes)}; "
-                          f"valid: {', '.join(cfg.sizes)}")
-    preset = [str(o) for o in cfg.sizes[cfg.size]]
+    if cfg.sizes.get("standard") is None:
+        cfg.sizes.standard = standard_size(_task_max_steps(list(overrides), cfg))
+    sizes = cfg.sizes
+    if cfg.size not in sizes:
+        raise ConfigError(f"unknown size '{cfg.size}' for task {cfg.task.name}{closest(str(cfg.size), sizes)}; "
+                          f"valid: {', '.join(sizes)}")
+    preset = [str(o) for o in sizes[cfg.size]]
     if preset:
         _check_overrides(preset + list(overrides))
         cfg = _compose(preset + list(overrides))
+        cfg.sizes = sizes
     _check_resolves(cfg)
     return cfg
 
