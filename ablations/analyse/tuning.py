@@ -212,8 +212,9 @@ def task_info(tasks, cells: pd.DataFrame | None = None, *, metric=None, higher_i
         if not known:
             try:
                 from tasks import TASKS
+                from tasks.base import parse_task_label
 
-                instance = TASKS.get(task)()
+                instance = TASKS.get(parse_task_label(task)[0])()
                 known = {"metric": instance.metric, "higher_is_better": bool(instance.higher_is_better),
                          "chance": float(instance.chance)}
             except Exception:  # noqa: BLE001 - an unknown task (or one costly to build): the defaults stand in

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ablations.config import (NEUTRAL_TRAINER_KEYS, compose_config, dedupe_overrides, to_run_config,
                               without_later_defaults)
-from ablations.config.ablation import Ablation
+from ablations.config.ablation import Ablation, task_name, task_overrides
 from models.errors import ConfigError
 from tasks import TASKS
 
@@ -25,11 +25,17 @@ class CellPlan:
     study: str                   # tuning study name
     direction: str               # maximize | minimize
 
+    def finals_study(self, trials: int = 0) -> str:
+        """The study of the cell's final seeded runs, one trial per seed (its slot is the seed), so that
+        optuna-dashboard shows one finals study beside each tuning study. A tuned cell's finals depend on its tuning
+        budget (they re-run the best parameters found), so a larger budget names new finals, which re-run; the old
+        ones stay in the storage, superseded."""
+        return f"{self.study}.final.t{trials}" if trials else f"{self.study}.final"
+
     def final_study(self, seed: int, trials: int = 0) -> str:
-        """The study of one final seeded run. A tuned cell's finals depend on its tuning budget (they re-run the
-        best parameters found), so a larger budget names new finals, which re-run; the old ones stay in the
-        storage, superseded."""
-        return f"{self.study}.final.t{trials}.s{seed}" if trials else f"{self.study}.final.s{seed}"
+        """The one-run study a final seeded run had before finals shared `finals_study`: read (never written) so
+        that a directory made then resumes without redoing its finals."""
+        return f"{self.finals_study(trials)}.s{seed}"
 
 
 #: The optimiser settings each search-space key sets (left out of the study name when tuned).
@@ -44,12 +50,24 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None, tuned=
     base = [o for o in user_overrides if override_key(o) not in ("seed", "task")]
     _check_fair_space(ablation, tuned, base)
     plans = []
-    for task in (tasks or ablation.tasks):
+    for task in (ablation.task_labels(tasks) if tasks else ablation.tasks):
+        baseline_cfg = None
         for variant in [ablation.baseline] + [v for v in ablation.variants if v != ablation.baseline]:
-            overrides = tuple(dedupe_overrides([*ablation.overrides, *base, f"task={task}",
+            overrides = tuple(dedupe_overrides([*ablation.overrides, *base, *task_overrides(task),
                                                 *ablation.variants[variant]]))
             composed = compose_config(list(overrides))
             run_cfg = to_run_config(composed)  # validates before any work
+            if baseline_cfg is None:
+                baseline_cfg = run_cfg
+            elif ablation.match != "none":  # the variant at the baseline's budget (ablations/config/matching.py)
+                from ablations.config.matching import match_overrides
+
+                matched = match_overrides(ablation.match, baseline_cfg, run_cfg, ablation.variants[variant],
+                                          name=f"variant {variant} on {task}")
+                if matched:
+                    overrides = tuple(dedupe_overrides([*overrides, *matched]))
+                    composed = compose_config(list(overrides))
+                    run_cfg = to_run_config(composed)
             _check_searched_keys_exist(composed, tuned)
             if run_cfg.trainer.devices != 1:
                 raise ConfigError(f"trainer.devices={run_cfg.trainer.devices} is for single runs (`ablate train`); "
@@ -65,7 +83,7 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None, tuned=
             digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,
                             "trainer": {k: v for k, v in trainer.items() if k not in NEUTRAL_TRAINER_KEYS},
                             "optim": {k: v for k, v in optim.items() if k not in skip}})
-            direction = "maximize" if TASKS.get(task).higher_is_better else "minimize"
+            direction = "maximize" if TASKS.get(task_name(task)).higher_is_better else "minimize"
             plans.append(CellPlan(variant, task, overrides, f"{ablation.name}.{variant}.{task}.{digest}", direction))
     return plans
 
