@@ -307,6 +307,7 @@ def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken
                 "baseline_mean": base_mean, "delta": delta, "p_value": p, "test_note": note,
                 "norm_mean": norm_mean, "norm_ci_low": norm_low, "norm_ci_high": norm_high,
                 "norm_delta": norm_delta, "norm_delta_low": eq_low, "norm_delta_high": eq_high, "p_tost": p_tost,
+                "norm_delta_level": 1 - 2 * alpha if math.isfinite(eq_low) else math.nan,  # TOST's interval
                 "wall_seconds": float(cell["wall_seconds"].sum(min_count=1)),
                 "tokens_per_second": float(cell.loc[cell["status"] == "ok", "tokens_per_second"].mean()),
                 "n_params": float(cell["n_params"].median()),
@@ -314,8 +315,8 @@ def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken
     columns = ["ablation", "variant", "task", "metric", "higher_is_better", "chance", "n_runs", "n_ok",
                "n_diverged", "n_pruned", "n_failed", "mean", "std", "ci_low", "ci_high", "mean_ok",
                "baseline_mean", "delta", "p_value", "p_holm", "test_note", "norm_mean", "norm_ci_low",
-               "norm_ci_high", "norm_delta", "norm_delta_low", "norm_delta_high", "p_tost", "verdict",
-               "seeds_to_decide", "wall_seconds", "tokens_per_second", "n_params"]
+               "norm_ci_high", "norm_delta", "norm_delta_low", "norm_delta_high", "norm_delta_level", "p_tost",
+               "verdict", "seeds_to_decide", "wall_seconds", "tokens_per_second", "n_params"]
     cells = pd.DataFrame(rows)
     if cells.empty:
         return pd.DataFrame(columns=columns)
@@ -485,8 +486,9 @@ def _task_info(runs: pd.DataFrame, task: str) -> tuple[str, bool, float]:
             float(chance.iloc[0]) if len(chance) else math.nan)
     try:
         from tasks import TASKS
+        from tasks.base import parse_task_label
 
-        instance = TASKS.get(task)()
+        instance = TASKS.get(parse_task_label(task)[0])()
         return instance.metric, bool(instance.higher_is_better), float(instance.chance)
     except Exception:  # an unknown or costly task: the caller falls back to the trials' own range
         return "val_score", True, math.nan
@@ -561,6 +563,7 @@ class Aggregate:
     robust: pd.DataFrame | None = None
     margin: float = MARGIN
     n_boot: int = N_BOOTSTRAP
+    sequence: object = None  # the sequential record whose verdicts the cells carry (None: absent, or stale)
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -583,9 +586,19 @@ def aggregate(results: ResultSet, *, n_boot: int = N_BOOTSTRAP, margin: float | 
     from ablations.analyse import sequential
 
     record = sequential.read(results.directory) if results.directory is not None else None
+    notes = []
+    # A later fixed-seed command (`seed=3`, a list of seeds) may have added runs that no look judged: the recorded
+    # verdicts then no longer describe the directory, so they are set aside and the cells keep the fixed-sample
+    # verdicts of all their runs, with a note saying so (the record stays, for an `ablation.seeds=auto` rerun).
+    unjudged = record.stale(runs) if record is not None and len(runs) else []
+    if unjudged:
+        notes.append(f"The sequential record ({sequential.RECORD}) is stale: {len(unjudged)} run(s) of its cells were "
+                     f"added after it by another command ({', '.join(unjudged[:3])}{' ...' if len(unjudged) > 3 else ''})"
+                     f", so the verdicts below are fixed-sample ones on every run, not the sequential design's; their "
+                     f"level is approximate, since seeds were first chosen by data.")
+        record = None
     cells = sequential.overlay(cells, record)
     table = resilience(runs, baseline, n_boot=n_boot, cells=cells)
-    notes = []
     if len(runs) and baseline not in set(runs["variant"]):
         notes.append(f"The baseline variant `{baseline}` has no runs: nothing can be compared or normalised.")
     for row in cells[cells["variant"] == baseline].itertuples():
@@ -595,7 +608,8 @@ def aggregate(results: ResultSet, *, n_boot: int = N_BOOTSTRAP, margin: float | 
                          f"out of resilience scores.")
     return Aggregate(results=results, cells=cells, resilience=table,
                      optimisability=optimisability(results.trials, runs, baseline), notes=notes,
-                     robust=robust(runs, baseline, cells, n_boot=n_boot), margin=margin, n_boot=n_boot)
+                     robust=robust(runs, baseline, cells, n_boot=n_boot), margin=margin, n_boot=n_boot,
+                     sequence=record)
 
 
 def compare(a: Aggregate, b: Aggregate, labels: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -139,7 +139,12 @@ class Design:
             f"of a false `equivalent` at most {self.alpha:g} per cell, whatever the correlation between looks "
             f"(conservative: exact group-sequential boundaries assume normal statistics that a few seeds do not "
             f"give). These verdicts are the sequential ones; a fixed-sample test of all the seeds a cell ended "
-            f"with would not keep its level after optional stopping.")
+            f"with would not keep its level after optional stopping. The normalised difference and interval shown "
+            f"for such a cell are those of the look that judged it, on that look's seeds: the (1 − 2·alpha_k) Welch "
+            f"interval, whose lying inside the margin is TOST at the look's alpha_k, so its level is stated per "
+            f"cell rather than a fixed 90%; the seeds that would decide an undecided cell are estimated at the "
+            f"alphas a further look would be tested at (after the last planned look, the last look's share: the "
+            f"plan has no alpha left).")
 
 
 @dataclass(frozen=True)
@@ -256,10 +261,44 @@ class Sequence:
                 self.decisions[cell] = Decision(verdict, k + 1, n, alpha, alpha_difference)
             entries.append({"variant": cell[0], "task": cell[1], "verdict": verdict or "open",
                             **{key: _number(row[key]) if row is not None else None
-                               for key in ("p_value", "norm_delta", "norm_delta_low", "norm_delta_high")}})
+                               for key in ("p_value", "p_tost", "norm_delta", "norm_delta_low",
+                                           "norm_delta_high")}})
         self.history.append({"look": k + 1, "seeds": n, "alpha": alpha, "difference_alpha": alpha_difference,
                              "cells": entries})
         return verdicts
+
+    def judged(self) -> set[tuple[str, str, int]]:
+        """The runs (variant, task, seed) the looks made so far read: at each look, seeds below its count of the
+        cells it judged and of their tasks' baselines (`missing` made sure each was there)."""
+        runs: set[tuple[str, str, int]] = set()
+        for look in self.history:
+            for entry in look["cells"]:
+                for variant in (entry["variant"], self.baseline):
+                    runs.update((variant, entry["task"], s) for s in range(int(look["seeds"])))
+        return runs
+
+    def stale(self, runs: pd.DataFrame) -> list[str]:
+        """The runs of the sequence's cells (and of their tasks' baselines) that no look judged and the next look
+        will not judge either ('variant x task seed s'): runs a later command added (`seed=3`, a list of seeds).
+        Non-empty means the recorded verdicts no longer describe the directory's runs."""
+        tasks = {t for _, t in self.cells}
+        covered = set(self.cells) | {(self.baseline, t) for t in tasks}
+        judged = self.judged()
+        if not self.done():  # an unfinished look's runs are awaited, not stale
+            n = self.next_seeds()
+            for v, t in self.pending():
+                judged.update((side, t, s) for side in (v, self.baseline) for s in range(n))
+        seed = pd.to_numeric(runs["seed"], errors="coerce")
+        extra = sorted({(str(v), str(t), int(s)) for v, t, s in zip(runs["variant"], runs["task"], seed)
+                        if (v, t) in covered and pd.notna(s) and (v, t, int(s)) not in judged})
+        return [f"{v} x {t} seed {s}" for v, t, s in extra]
+
+    def next_alphas(self) -> tuple[float, float]:
+        """(TOST alpha, difference-test alpha) a further look would test at: the next planned look's, or, after
+        the last one, the last look's share again (the plan has no alpha left; a longer plan would spend at about
+        that rate), for `seeds_to_decide` of the cells still undecided."""
+        k = min(self.look, len(self.design.looks) - 1)
+        return self.design.alphas[k], self.design.difference_alpha(k)
 
     # ------------------------------------------------------------------------------------------- reporting
     def rows(self) -> list[dict]:
@@ -308,6 +347,7 @@ class Sequence:
             "cells": self.rows(),
             "baseline_seeds": {t: n for (v, t), n in self.seeds().items() if v == self.baseline},
             "looks": self.history,
+            "judged": [list(run) for run in sorted(self.judged())],  # the runs its verdicts read (see `stale`)
         }
 
     @classmethod
@@ -364,18 +404,52 @@ def overlay(cells: pd.DataFrame, sequence: Sequence | None) -> pd.DataFrame:
     """The cells table (`aggregate.summarise`) with the sequential verdicts in place of the fixed-sample ones for
     the cells the sequence covers (a fixed-sample test of the seeds a cell ended with does not keep its level after
     optional stopping); a cell still open (an unfinished run) is `inconclusive`. Adds `sequential_look`,
-    `sequential_seeds` (seeds per side at the decision) and `sequential_alpha`. Without a sequence: unchanged."""
+    `sequential_seeds` (seeds per side at the decision) and `sequential_alpha`.
+
+    The normalised difference and its interval (`norm_delta`, `norm_delta_low`/`_high`, `p_tost`) become those of
+    the look that judged the cell, on that look's seeds and at its alpha: the (1 - 2 alpha_k) interval whose
+    position inside the margin is TOST at alpha_k (`norm_delta_level` says its coverage), so the interval shown is
+    the one the verdict read, not a fixed 90% one of every seed. `seeds_to_decide` of an undecided cell is at the
+    alpha a further look would test at (`Sequence.next_alphas`), not the fixed-sample alpha. Without a sequence:
+    unchanged."""
+    from ablations.analyse import stats
+
     if sequence is None or cells.empty:
         return cells
     cells = cells.copy()
     decided = {(v, t): d for (v, t), d in sequence.decisions.items()}
     covered = set(sequence.cells)
+    latest: dict[tuple[str, str], tuple[dict, dict]] = {}  # each cell's entry at the last look that judged it
+    for look in sequence.history:
+        for entry in look["cells"]:
+            latest[(entry["variant"], entry["task"])] = (look, entry)
+    alpha_next, alpha_difference_next = sequence.next_alphas()
+    baselines = cells[cells["variant"] == sequence.baseline].set_index(["ablation", "task"])
+    if "norm_delta_level" not in cells.columns:
+        cells["norm_delta_level"] = math.nan
     looks, seeds, alphas = [], [], []
     for index, row in cells.iterrows():
         key = (row["variant"], row["task"])
         d = decided.get(key)
         if key in covered and row["verdict"] not in ("broken", "no data"):
             cells.at[index, "verdict"] = d.verdict if d else "inconclusive"
+        if key in latest:
+            look, entry = latest[key]
+            for column in ("norm_delta", "norm_delta_low", "norm_delta_high", "p_tost"):
+                value = entry.get(column)
+                cells.at[index, column] = math.nan if value is None else float(value)
+            cells.at[index, "norm_delta_level"] = 1 - 2 * float(look["alpha"])
+        if key in covered:
+            needed = None
+            if cells.at[index, "verdict"] == "inconclusive" and (row["ablation"], row["task"]) in baselines.index:
+                base = baselines.loc[(row["ablation"], row["task"])]
+                scale = abs(float(base["mean"]) - float(row["chance"]))
+                if math.isfinite(scale) and scale > 0:
+                    needed = stats.seeds_to_decide(cells.at[index, "norm_delta"], float(row["std"]) / scale,
+                                                   float(base["std"]) / scale, sequence.design.margin,
+                                                   alpha_difference=alpha_difference_next,
+                                                   alpha_equivalence=alpha_next)
+            cells.at[index, "seeds_to_decide"] = pd.NA if needed is None else int(needed)
         looks.append(d.look if d else pd.NA)
         seeds.append(d.seeds if d else pd.NA)
         alphas.append(d.alpha if d else math.nan)

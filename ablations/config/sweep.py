@@ -36,7 +36,8 @@ SPACE_SECTIONS = ("model", "task", "optim")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 #: The optimiser settings a stack's members may differ in (ablations/execute/stack.py PER_MEMBER): a space over
 #: anything else gives each trial its own architecture or data, so its trials train one by one.
-STACKABLE_SPACE = {"lr", "warmup_frac", "weight_decay", "optim.lr", "optim.weight_decay", "optim.warmup_steps"}
+STACKABLE_SPACE = {"lr", "warmup_frac", "weight_decay", "optim.lr", "optim.weight_decay", "optim.warmup_steps",
+                   "optim.schedule"}  # each member follows its own lr_factor (test_optim: stacked == alone)
 
 
 def _is_leaf(value) -> bool:

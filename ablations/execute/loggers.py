@@ -69,8 +69,36 @@ def extra_loggers(kind: str, run_dir, name: str = "") -> list:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         return [MLFlowLogger(experiment_name="ablate", run_name=name, tracking_uri=uri)]
     if kind == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
         mode = os.environ.get("WANDB_MODE", "offline")
-        return [WandbLogger(name=name, project=os.environ.get("WANDB_PROJECT", "ablate"), save_dir=str(run_dir),
-                            offline=mode == "offline", mode=mode)]
+        return [_own_wandb_logger()(name=name, project=os.environ.get("WANDB_PROJECT", "ablate"), save_dir=str(run_dir),
+                                    offline=mode == "offline", mode=mode)]
     raise ValueError(f"unknown logger {kind!r}")  # TrainerConfig validates it first
+
+
+def _own_wandb_logger():
+    """Lightning's WandbLogger with a W&B run of its own, finished with the run. Why: Lightning's logger reuses
+    whatever W&B run is active in the process (`wandb.run`) and never finishes its own, so the second run of a worker
+    and every member of a stack after the first would log into the first one's W&B run and directory. Each logger
+    here starts its own (`reinit="create_new"`, W&B's way to hold several runs in one process) and finishes it in
+    `finalize`."""
+    from lightning.fabric.loggers.logger import rank_zero_experiment
+    from lightning.pytorch.loggers import WandbLogger
+
+    class OwnRunWandbLogger(WandbLogger):
+        @property
+        @rank_zero_experiment
+        def experiment(self):
+            if self._experiment is None:
+                import wandb
+
+                self._experiment = wandb.init(**self._wandb_init, reinit="create_new")
+                self._experiment.define_metric("trainer/global_step")  # the x-axis, as Lightning's logger sets it
+                self._experiment.define_metric("*", step_metric="trainer/global_step", step_sync=True)
+            return self._experiment
+
+        def finalize(self, status: str) -> None:
+            super().finalize(status)
+            if self._experiment is not None:
+                self._experiment.finish(exit_code=0 if status == "success" else 1)
+
+    return OwnRunWandbLogger

@@ -85,11 +85,57 @@ def param_groups(params, weight_decay: float, matrix=lambda p: p.dim() >= 2) -> 
             {"params": [p for p in params if not matrix(p)], "weight_decay": 0.0}]
 
 
-def make_optimizer(params, optim) -> torch.optim.Optimizer:
+class MuonWithAdamW(torch.optim.Optimizer):
+    """`optim.name=muon`: torch.optim.Muon on the hidden layers' matrices, AdamW on everything else, as one optimiser.
+
+    Why two: Muon orthogonalises each 2-D update and is meant for hidden-layer weights only; torch's own docs say to
+    give embeddings, the output head, biases and norm gains to a standard optimiser such as AdamW. Why one object:
+    Lightning's automatic optimisation, the learning-rate schedule (which writes `lr` into these shared
+    param_groups) and checkpoints then see a single optimiser. Muon's step is scaled to match AdamW's update RMS
+    (`adjust_lr_fn="match_rms_adamw"`), so one `optim.lr` and `optim.weight_decay` serve both halves."""
+
+    def __init__(self, hidden: list, other_groups: list[dict], optim):
+        self.muon = torch.optim.Muon(hidden, lr=optim.lr, weight_decay=optim.weight_decay,  # Jordan et al. 2024,
+                                     adjust_lr_fn="match_rms_adamw")  # https://kellerjordan.github.io/posts/muon/
+        self.adamw = torch.optim.AdamW(other_groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+        super().__init__([*self.muon.param_groups, *self.adamw.param_groups], {})
+
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.muon.step()
+        self.adamw.step()
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.muon.load_state_dict(state_dict["muon"])
+        self.adamw.load_state_dict(state_dict["adamw"])
+
+
+def hidden_matrices(model: torch.nn.Module) -> list:
+    """The 2-D weights of the transformer's blocks: what Muon may take (not the embedding or the head)."""
+    return [p for name, p in model.named_parameters() if name.startswith("blocks.") and p.dim() == 2
+            and p.requires_grad]
+
+
+def make_optimizer(params, optim, *, hidden: list | None = None) -> torch.optim.Optimizer:
     """The torch optimiser `optim.name` names, over `param_groups` (decay on matrices only):
     adamw: decoupled decay (Loshchilov & Hutter 2019, https://arxiv.org/abs/1711.05101);
     adam: L2 decay added to the gradient, as torch.optim.Adam does it (Kingma & Ba 2015, https://arxiv.org/abs/1412.6980);
-    sgd: heavy-ball momentum `optim.momentum`, L2 decay, no Nesterov."""
+    sgd: heavy-ball momentum `optim.momentum`, L2 decay, no Nesterov;
+    muon: `MuonWithAdamW`, Muon on `hidden` (the blocks' matrices, `hidden_matrices`), AdamW on the rest."""
+    if optim.name == "muon":
+        params = list(params)
+        taken = {id(p) for p in hidden or ()}
+        rest = param_groups([p for p in params if id(p) not in taken], optim.weight_decay)
+        if not taken:  # no hidden matrix (no blocks): AdamW alone
+            return torch.optim.AdamW(rest, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+        return MuonWithAdamW([p for p in params if id(p) in taken], rest, optim)
     groups = param_groups(params, optim.weight_decay)
     if optim.name == "adamw":
         return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
@@ -192,7 +238,7 @@ class AblationModule(pl.LightningModule):
             self.log(f"val/{name}", value)
 
     def configure_optimizers(self):
-        optimizer = make_optimizer(self.model.parameters(), self.optim)
+        optimizer = make_optimizer(self.model.parameters(), self.optim, hidden=hidden_matrices(self.model))
         warmup, total, schedule = self.optim.warmup_steps, self.max_steps, self.optim.schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total, schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

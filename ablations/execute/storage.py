@@ -274,8 +274,9 @@ def open_storage(url: str | None, out: Path):
 
 # --- claiming work through the storage -------------------------------------------------------------------
 #
-# A study holds the units of one kind of one cell: its tuning trials (budget = sweep.trials), or the one final
-# run of one seed (budget 1). Each unit has a *slot*, 0 .. budget-1, kept in the trial's user attributes: the
+# A study holds the units of one kind of one cell: its tuning trials (budget = sweep.trials, slots 0 .. budget-1),
+# or its final runs (one per seed, the slot is the seed: `claim_slot`). Each unit's slot is kept in the trial's
+# user attributes: the
 # slot fixes the unit's seed and run directory, and a unit redone after a crash keeps its slot and its sampled
 # parameters (the stale trial's parameters are enqueued for the redo). So with one worker, a sweep killed at any
 # moment and resumed ends with the same tables as one never interrupted.
@@ -392,6 +393,21 @@ def claim(study, budget: int):
             return None
         slot = free[0]
         trial.set_user_attr(SLOT, slot)
+    trial.set_user_attr("owner", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("heartbeat", time.time())
+    if not holds_slot(study, trial):
+        _surplus(study, trial)
+        return None
+    return trial
+
+
+def claim_slot(study, slot: int):
+    """Ask for the trial of one given slot (a final run's seed, in its cell's finals study); None (closed as
+    surplus) when a lower-numbered trial that counts holds that slot. An enqueued redo is handed out first, with
+    the slot it brings, which may be another seed: the claimed unit is then that redo (`SLOT` says which)."""
+    trial = study.ask()
+    if trial.user_attrs.get(SLOT) is None:
+        trial.set_user_attr(SLOT, int(slot))
     trial.set_user_attr("owner", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("heartbeat", time.time())
     if not holds_slot(study, trial):

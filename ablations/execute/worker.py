@@ -10,10 +10,12 @@ a plain `ablate run` is shared by `ablate worker DIR`, `sweep.workers=N` and SLU
 
 - How a unit is claimed, and redone after a crash with the same slot, parameters and seed: see
   `ablations.execute.storage`.
-- Tuning trials of one cell live in one study named `<ablation>.<variant>.<task>.<config hash>`; each final
-  seeded run is the single trial of its own study `<...>.final[.t<budget>].s<seed>` (budget 1), so it too runs
-  exactly once. Each study carries what it holds in its user attributes (ablation, variant, task, kind, seed,
-  budget), so the tables can be exported from the storage alone.
+- Tuning trials of one cell live in one study named `<ablation>.<variant>.<task>.<config hash>`; its final
+  seeded runs live beside it in one study `<...>.final[.t<budget>]`, one trial per seed (the trial's slot is the
+  seed, claimed once: `storage.claim_slot`), so optuna-dashboard shows two studies per cell, each objective named
+  by its metric. Each study carries what it holds in its user attributes (ablation, variant, task, kind, budget),
+  so the tables can be exported from the storage alone. A directory whose finals were one study per seed
+  (`<...>.final[.t<budget>].s<seed>`, before) keeps them: they count as done and are exported, never redone.
 - A later command into the same directory adds to it: other tasks, seeds and variants accumulate, a larger
   trial budget re-runs the finals that depend on it (the old ones are superseded), and a cell whose config
   changed is refused in one line (it would mix two configurations under one name).
@@ -42,11 +44,12 @@ import optuna
 from optuna.trial import TrialState
 
 from ablations.config import RunConfig, check_seed, compose_config, to_run_config
-from ablations.config.ablation import Ablation
+from ablations.config.ablation import Ablation, task_name
 from ablations.config.sweep import SPACE_KEYS, SweepConfig, heartbeat_seconds
 from ablations.execute.plan import CellPlan
 from ablations.execute.signals import Interrupted, deferred, ignored_by_children
-from ablations.execute.storage import (SLOT, Heartbeat, _alive, _counts, claim, claimable, fail_stale, give_back,
+from ablations.execute.storage import (SLOT, Heartbeat, _alive, _counts, claim, claim_slot, claimable, fail_stale,
+                                      give_back,
                                       holds_slot, next_slot, open_storage, progress_of, slots_of, upcoming_slot)
 from ablations.store.directory import ResultsDir
 from ablations.store.files import locked
@@ -110,6 +113,7 @@ class Worker:
         self._studies: dict[str, optuna.Study] = {}
         self._keys: dict[str, str] = {}
         self._seedless: dict[str, RunConfig | None] = {}
+        self._legacy: set[str] | None = None  # one-run finals studies of an older directory (`_legacy_done`)
 
     # studies --------------------------------------------------------------------------------------------
     def study(self, name: str, direction: str, *, pruner=None, metric: str | None = None, **attrs) -> optuna.Study:
@@ -144,13 +148,28 @@ class Worker:
 
     def tuning(self, plan: CellPlan) -> optuna.Study:
         return self.study(plan.study, plan.direction, pruner=self.pruner(plan),
-                          metric=f"val/{TASKS.get(plan.task).metric}", variant=plan.variant, task=plan.task,
+                          metric=f"val/{TASKS.get(task_name(plan.task)).metric}", variant=plan.variant, task=plan.task,
                           kind="tune", cell=plan.study, budget=self.sweep.trials)
 
-    def final(self, plan: CellPlan, seed: int) -> optuna.Study:
-        return self.study(plan.final_study(seed, self.sweep.trials), plan.direction,
-                          metric=f"test/{TASKS.get(plan.task).metric}", variant=plan.variant, task=plan.task,
-                          kind="final", cell=plan.study, seed=seed, budget=self.sweep.trials)
+    def final(self, plan: CellPlan) -> optuna.Study:
+        """The cell's finals study: one trial per seed."""
+        return self.study(plan.finals_study(self.sweep.trials), plan.direction,
+                          metric=f"test/{TASKS.get(task_name(plan.task)).metric}", variant=plan.variant, task=plan.task,
+                          kind="final", cell=plan.study, budget=self.sweep.trials)
+
+    def _legacy_done(self, plan: CellPlan, seed: int) -> bool:
+        """Whether a one-run study of this final (the layout before `finals_study`) holds it finished."""
+        if self._legacy is None:
+            self._legacy = {s.study_name for s in self.storage.get_all_studies()
+                            if s.user_attrs.get("kind") == "final" and "seed" in s.user_attrs}
+        name = plan.final_study(seed, self.sweep.trials)
+        if name not in self._legacy:
+            return False
+        study = optuna.load_study(study_name=name, storage=self.storage)
+        return progress_of(study, 1)[0] >= 1
+
+    def final_done(self, plan: CellPlan, seed: int) -> bool:
+        return seed in slots_of(self.final(plan))[0] or self._legacy_done(plan, seed)
 
     def check_conflicts(self) -> None:
         """Refuse, before any work, a cell that this storage already holds under another configuration."""
@@ -262,13 +281,16 @@ class Worker:
         return all(s in finished for s in range(startup))
 
     def _claim_final(self, plan: CellPlan, seed: int) -> Unit | None:
-        study = self.final(plan, seed)
+        study = self.final(plan)
         fail_stale(study, self.sweep.grace_seconds)
-        if not claimable(study, 1):
+        waiting = any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+        finished, running = slots_of(study)
+        if not waiting and (seed in finished | running or self._legacy_done(plan, seed)):
             return None
-        trial = claim(study, 1)
+        trial = claim_slot(study, seed)  # an enqueued redo comes first, with its own seed
         if trial is None:
             return None
+        seed = int(trial.user_attrs[SLOT])
         params = self.best_params(plan)
         if params is None and self.sweep.tunes:
             self._notice(f"note: no tuning trial of {plan.variant} x {plan.task} has a validation score (every one "
@@ -325,7 +347,7 @@ class Worker:
             self._notice(f"note: {units[0].plan.variant} does not stack ({reason}); its runs train one by one")
         rows = []
         for u in units:
-            callbacks = [PruningCallback(u.trial, f"val/{TASKS.get(u.plan.task).metric}")] if u.kind == "tune" else []
+            callbacks = [PruningCallback(u.trial, f"val/{TASKS.get(task_name(u.plan.task)).metric}")] if u.kind == "tune" else []
             rows.append(train(u.cfg, u.run_dir, variant=u.plan.variant, ablation=self.ablation.name,
                               callbacks=callbacks))
         return rows
@@ -426,8 +448,8 @@ class Worker:
         return done >= self.sweep.trials and not running
 
     def finished(self) -> bool:
-        return all(self.tuning_finished(plan) and all(progress_of(self.final(plan, s), 1)[0] >= 1
-                                                      for s in self.seeds) for plan in self.plans)
+        return all(self.tuning_finished(plan) and all(self.final_done(plan, s) for s in self.seeds)
+                   for plan in self.plans)
 
     def units(self) -> tuple[int, int]:
         """(finished, total) units of work across the plan, as the storage sees them."""
@@ -437,7 +459,7 @@ class Worker:
                 done += progress_of(self.tuning(plan), self.sweep.trials)[0]
                 total += self.sweep.trials
             for seed in self.seeds:
-                done += progress_of(self.final(plan, seed), 1)[0]
+                done += self.final_done(plan, seed)
                 total += 1
         return done, total
 
@@ -475,12 +497,12 @@ class Worker:
                         **{k: t.params.get(k) for k in (*SPACE_KEYS, *self.sweep.space)}, "val_score": a.get("val_score"),
                         "steps": a.get("steps"), "wall_seconds": a.get("wall_seconds"), "seed": a.get("seed"),
                         "run_dir": a.get("run_dir"), "error": a.get("error"), "study": frozen.study_name}))
-            elif attrs.get("kind") == "final":
-                rows = [json.loads(t.user_attrs["row"]) for t in trials if "row" in t.user_attrs]
-                key = (attrs.get("cell"), attrs.get("seed"))
+            elif attrs.get("kind") == "final":  # a cell's finals study (a legacy one holds a single seed)
                 budget = int(attrs.get("budget") or 0)
-                if rows and (key not in finals or budget > finals[key][0]):  # a larger budget supersedes
-                    finals[key] = (budget, rank, rows[0])
+                for row in (json.loads(t.user_attrs["row"]) for t in trials if "row" in t.user_attrs):
+                    key = (attrs.get("cell"), int(row["seed"]))
+                    if key not in finals or budget > finals[key][0]:  # a larger budget supersedes
+                        finals[key] = (budget, rank, row)
         run_rows = [row for _, rank, row in sorted(finals.values(), key=lambda f: (f[1], int(f[2]["seed"])))]
         with locked(self.out):
             if trial_rows or self.sweep.tunes:

@@ -96,3 +96,27 @@ def test_a_max_below_the_minimum_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="max_seeds >= ablation.min_seeds.*max_seeds=2 and min_seeds=3"):
         api.run(["ablation=pair", "ablation.seeds=auto", "ablation.max_seeds=2", f"out={tmp_path / 'x'}"])
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("change", ["ablation.max_seeds=5", "ablation.min_seeds=2", "++ablation.seed_step=1"])
+def test_a_rerun_with_another_sequential_plan_is_refused_before_any_work(tmp_path, change):
+    from ablations import api
+    from ablations.analyse.sequential import Design, Sequence
+    from ablations.store.files import write_json_atomic
+
+    out = tmp_path / "auto"
+    out.mkdir()
+    # the record `AUTO` leaves (min 3, step 2, max 4, one cell), before any look
+    record = Sequence(Design(3, 4, 2, n_cells=1), "baseline", [("post_norm", "copy")]).to_dict()
+    write_json_atomic(out / sequential.RECORD, record)
+    with pytest.raises(ConfigError) as info:
+        api.run([*AUTO, change, f"out={out}"])
+    message = str(info.value)
+    assert "min_seeds=3, seed_step=2, max_seeds=4, 1 cells" in message and "alpha" in message
+    assert "\n" not in message and not (out / "runs.csv").exists()
+    # a run stopped before its first look: the manifest's plan is the one held
+    (out / sequential.RECORD).unlink()
+    write_json_atomic(out / "manifest.json", {"ablation": {"name": "pair", "seeds": "auto", "max_seeds": 4}})
+    with pytest.raises(ConfigError, match="max_seeds=4, 1 cells, this command asks for"):
+        api._check_same_design(out, Design(3, 5, 2, n_cells=1))
+    api._check_same_design(out, Design(3, 4, 2, n_cells=1))  # the same plan resumes

@@ -29,8 +29,8 @@ from tests.reliability.helpers import ABLATE, TINY, env, table
 CASES = [pytest.param(signal.SIGINT, 130, "ablate: interrupted; run the same command again to resume", id="SIGINT"),
          pytest.param(signal.SIGTERM, 143, "ablate: terminated (SIGTERM); run the same command again to resume",
                       id="SIGTERM")]
-GRID = ["task=copy", "ablation.seeds=[0,1]", "~ablation.variants.post_norm", "~ablation.variants.no_residual",
-        *TINY]  # the baseline, two seeds
+GRID = ["task=copy", *TINY, "ablation.seeds=[0,1]", "~ablation.variants.post_norm",
+        "~ablation.variants.no_residual"]  # the baseline, two seeds
 
 
 def _signal_at(monkeypatch, signum: int, *, unit: int, step: int = 5) -> list:

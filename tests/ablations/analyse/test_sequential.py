@@ -213,3 +213,74 @@ def pd_na():
     import pandas as pd
 
     return pd.NA
+
+
+# ------------------------------------------------------------- the interval shown is the one the look tested
+def test_a_decided_cell_shows_the_looks_interval_at_its_alpha_and_an_open_one_its_seeds_at_the_next_alpha():
+    spec = {("baseline", "copy"): scores(0.80, 0.02, 8, 1), ("twin", "copy"): scores(0.80, 0.02, 8, 3),
+            ("noisy", "copy"): scores(0.78, 0.08, 8, 5)}
+    runs = _runs(spec)
+    design = _design(n_cells=2)
+    sequence = Sequence(design, "baseline", [("twin", "copy"), ("noisy", "copy")])
+    sequence.observe(runs)
+    alpha = design.alphas[0]
+    cells = overlay(summarise(runs, "baseline"), sequence).set_index("variant")
+    # the interval of the first look: its 3 seeds per side at 1 - 2 alpha_1, not 90% over all 8 seeds
+    look = summarise(runs[runs["seed"] < 3], "baseline", alpha=alpha).set_index("variant")
+    fixed = summarise(runs, "baseline").set_index("variant")
+    for variant in ("twin", "noisy"):
+        low, high = cells.loc[variant, ["norm_delta_low", "norm_delta_high"]]
+        assert (low, high) == pytest.approx(tuple(look.loc[variant, ["norm_delta_low", "norm_delta_high"]]))
+        assert (low, high) != pytest.approx(tuple(fixed.loc[variant, ["norm_delta_low", "norm_delta_high"]]))
+        assert cells.loc[variant, "norm_delta_level"] == pytest.approx(1 - 2 * alpha)
+    assert fixed.loc["noisy", "norm_delta_level"] == pytest.approx(0.9)
+    # the open cell's seeds to decide: at the second look's alphas, so stricter than the fixed-sample estimate
+    assert cells.loc["noisy", "verdict"] == "inconclusive"
+    from ablations.analyse import stats
+
+    base = fixed.loc["baseline"]
+    scale = base["mean"] - base["chance"]
+    expected = stats.seeds_to_decide(cells.loc["noisy", "norm_delta"], fixed.loc["noisy", "std"] / scale,
+                                     base["std"] / scale, design.margin, alpha_difference=design.difference_alpha(1),
+                                     alpha_equivalence=design.alphas[1])
+    assert expected is not None and cells.loc["noisy", "seeds_to_decide"] == expected
+    assert sequence.next_alphas() == (design.alphas[1], design.difference_alpha(1))
+    assert "1 − 2·alpha_k" in design.methods()
+
+
+# ---------------------------------------------------- a later fixed-seed command makes the record stale
+def test_runs_a_later_command_added_make_the_record_stale_and_the_report_falls_back_to_fixed_sample(tmp_path):
+    from ablations.analyse.aggregate import aggregate, load
+    from tests.ablations.fixtures.synthetic import make_results
+
+    spec = {("baseline", "copy"): scores(0.80, 0.02, 3, 1), ("hurt", "copy"): scores(0.45, 0.03, 3, 2)}
+    sequence = replay(_runs(spec), "baseline", _design(), [("hurt", "copy")])
+    assert sequence.done() and sequence.stale(_runs(spec)) == []
+    assert sorted(map(tuple, sequence.to_dict()["judged"])) == sorted(sequence.judged())
+    directory = make_results(tmp_path / "res", spec)
+    (directory / sequential.RECORD).write_text(json.dumps(sequence.to_dict()))
+    agg = aggregate(load(directory), n_boot=50)
+    assert agg.sequence is not None and not any("stale" in note for note in agg.notes)
+    assert agg.cells.set_index("variant").loc["hurt", "sequential_look"] == 1
+    # `ablate run ... seed=3` into the same directory: a run the sequence never judged
+    more = {key: values + [values[0]] for key, values in spec.items()}
+    directory = make_results(tmp_path / "res", more)
+    (directory / sequential.RECORD).write_text(json.dumps(sequence.to_dict()))
+    assert sequence.stale(_runs(more)) == ["baseline x copy seed 3", "hurt x copy seed 3"]
+    agg = aggregate(load(directory), n_boot=50)
+    (note,) = [n for n in agg.notes if "stale" in n]
+    assert "hurt x copy seed 3" in note and "fixed-sample" in note and agg.sequence is None
+    hurt = agg.cells.set_index("variant").loc["hurt"]
+    assert "sequential_look" not in hurt.index  # no sequential verdict is claimed
+    assert hurt["norm_delta_level"] == pytest.approx(0.9)
+
+
+def test_the_runs_an_unfinished_look_awaits_are_not_stale():
+    rng = np.random.default_rng(7)
+    full = {("baseline", "copy"): list(0.8 + 0.1 * rng.standard_normal(8)),
+            ("null", "copy"): list(0.8 + 0.1 * rng.standard_normal(8))}
+    first = replay(_runs({k: v[:3] for k, v in full.items()}), "baseline", _design(), [("null", "copy")])
+    assert first.look == 1 and not first.done()
+    assert first.stale(_runs({k: v[:4] for k, v in full.items()})) == []   # seed 3: the next look's, awaited
+    assert first.stale(_runs({k: v[:6] for k, v in full.items()})) == ["baseline x copy seed 5",
+                                                                       "null x copy seed 5"]

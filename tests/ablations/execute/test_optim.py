@@ -35,7 +35,7 @@ def _losses(run_dir) -> pd.Series:
 # --- validation ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("override,words", [
-    ("optim.name=lamb", "valid: adamw, adam, sgd"),
+    ("optim.name=lamb", "valid: adamw, adam, sgd, muon"),
     ("optim.schedule=cosin", "did you mean 'cosine'"),
     ("optim.betas=[0.9]", "two numbers in [0, 1)"),
     ("optim.betas=[0.9,1.0]", "two numbers in [0, 1)"),
@@ -201,3 +201,78 @@ def test_members_may_differ_in_schedule_and_clip_but_not_in_optimiser():
     assert stack_key(_config("optim.schedule=linear", "trainer.grad_clip=1.0")) == stack_key(base)
     for override in ("optim.name=adam", "optim.betas=[0.9,0.99]", "optim.eps=1e-6", "optim.momentum=0.5"):
         assert stack_key(_config(override)) != stack_key(base), override
+
+
+# --- a searched schedule stacks: a member with its own schedule computes what it computes alone ----------------------
+
+def test_a_stacked_member_with_its_own_schedule_equals_its_run_alone(tmp_path, monkeypatch):
+    from ablations.config.sweep import SweepConfig
+
+    space = {"optim.lr": {"low": 1e-3, "high": 1e-2, "log": True}, "optim.schedule": {"choices": ["cosine", "linear"]}}
+    sweep = {"name": "s", "trials": 2, "seeds": 0, "pruner": "none", "pruner_startup_trials": 0, "sampler_seed": 0,
+             "storage": None, "workers": 1, "grace_seconds": 120}
+    assert SweepConfig.from_dict({**sweep, "space": space}).stackable
+    monkeypatch.setattr(stack_module, "AUTO_ENGINE", {"cpu": "loop"})
+    short = ("trainer.max_steps=16", "trainer.val_every=8", "optim.warmup_steps=4")
+    members = [_config("seed=0", *short, "optim.schedule=cosine"),
+               _config("seed=0", *short, "optim.schedule=constant", "optim.lr=0.002")]
+    assert stack_key(members[0]) == stack_key(members[1]) and stackable(members[0])[0]
+    alone = [train(cfg, tmp_path / f"alone{i}", variant="v") for i, cfg in enumerate(members)]
+    rows = train_stack([Member(cfg, tmp_path / f"stacked{i}", "v") for i, cfg in enumerate(members)])
+    first = [_losses(tmp_path / f"alone{i}") for i in range(2)]
+    assert not first[0].equals(first[1])  # the schedules make the two runs differ ...
+    for i, (row, ref) in enumerate(zip(rows, alone)):
+        assert row["status"] == ref["status"] == "ok"
+        assert _losses(tmp_path / f"stacked{i}").equals(first[i])  # ... and each member is its run alone, exactly
+        assert row["score"] == ref["score"]
+
+
+# --- muon: torch.optim.Muon on the blocks' matrices, AdamW on the rest --------------------------------------------------
+
+def test_muon_steps_the_hidden_matrices_its_own_way_and_the_rest_as_adamw():
+    from ablations.execute.module import MuonWithAdamW, hidden_matrices
+
+    cfg = _config("optim.name=muon", "optim.weight_decay=0.01")
+    net = _tiny_transformer()
+    twin = _tiny_transformer()
+    twin.load_state_dict(net.state_dict())
+    hidden = hidden_matrices(net)
+    assert hidden and all(p.dim() == 2 for p in hidden)
+    assert all(id(p) not in {id(h) for h in hidden} for p in (net.embed.weight, net.head.weight))
+    muon = make_optimizer(net.parameters(), cfg.optim, hidden=hidden)
+    adamw = make_optimizer(twin.parameters(), dataclasses.replace(cfg.optim, name="adamw"))
+    assert isinstance(muon, MuonWithAdamW)
+    x = torch.randint(0, 10, (4, 12))
+    for model, optimizer in ((net, muon), (twin, adamw)):  # one step from the same weights: the same gradients
+        optimizer.zero_grad()
+        model(x).logsumexp(-1).mean().backward()
+        optimizer.step()
+    names = dict(net.named_parameters())
+    other = dict(twin.named_parameters())
+    hidden_names = [n for n, p in names.items() if any(p is h for h in hidden)]
+    before = _tiny_transformer().state_dict()  # the same init (seed 0)
+    for name in hidden_names:  # Muon moved them, and not as AdamW did
+        assert not torch.equal(names[name], before[name]) and not torch.allclose(names[name], other[name])
+    for name in ("embed.weight", "head.weight"):  # AdamW's, as in the AdamW run
+        assert torch.allclose(names[name], other[name], atol=1e-6)
+    state = muon.state_dict()
+    assert set(state) == {"muon", "adamw"} and state["muon"]["state"]
+    muon.load_state_dict(state)
+
+
+def _tiny_transformer():
+    from models.config import ModelConfig
+    from models.transformer import Transformer
+
+    torch.manual_seed(0)
+    return Transformer(ModelConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32), vocab_size=10, max_len=12)
+
+
+def test_muon_trains_a_run_and_does_not_stack(tmp_path):
+    cfg = _config("optim.name=muon", "trainer.max_steps=20", "trainer.val_every=10")
+    assert stackable(cfg) == (False, "optim.name=muon has no stacked optimiser; its runs train one by one")
+    row = train(cfg, tmp_path / "muon", variant="v")
+    losses = _losses(tmp_path / "muon")
+    assert row["status"] == "ok" and losses.iloc[-1] < losses.iloc[0]
+    adamw = train(_config("trainer.max_steps=20", "trainer.val_every=10"), tmp_path / "adamw", variant="v")
+    assert not losses.equals(_losses(tmp_path / "adamw")) and adamw["status"] == "ok"

@@ -10,7 +10,7 @@ from ablations.config import compose_config, to_run_config
 from ablations.execute.run import train
 
 TINY = ["trainer.max_steps=12", "trainer.val_every=6", "trainer.log_every=3", "model.d_model=16",
-        "model.d_ff=32", "model.n_heads=2", "task.n_train=256", "task.n_eval=64"]
+        "model.d_ff=32", "model.n_heads=2", "task.n_train=256", "task.n_eval=64", "ablation.seeds=[0]"]
 
 
 def _config(*overrides):

@@ -278,3 +278,35 @@ def test_a_cell_is_composed_once_unless_a_value_interpolates_the_seed():
             assert Worker._seeded(worker, plan, seed) == expected
     assert worker._seedless["plain"] is not None and worker._seedless["linked"] is None
     assert Worker._seeded(worker, linked, 7).optim.warmup_steps == 7
+
+
+def test_a_cells_finals_are_one_named_study_and_an_older_one_study_per_seed_directory_resumes(tmp_path, monkeypatch):
+    """optuna-dashboard reads one finals study per cell (a trial per seed, the objective named by the metric); a
+    directory whose finals were one study per seed (`...final.sN`) keeps them: a later command adds only seeds."""
+    from optuna.trial import TrialState, create_trial
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "-q", "ablation=pair", *TINY, "out=g"]) == 0  # seed 0
+    before = _tables(tmp_path / "g")[0]
+    # The directory as the one-study-per-seed layout left it: seed 0 of each cell in `<cell>.final.s0`.
+    storage = open_storage(None, tmp_path / "g")
+    finals = [s for s in storage.get_all_studies() if s.user_attrs.get("kind") == "final"]
+    assert len(finals) == 2 and all(s.study_name.endswith(".final") for s in finals)  # one per cell
+    for frozen in finals:
+        (seed0,) = optuna.load_study(study_name=frozen.study_name, storage=storage).trials
+        optuna.delete_study(study_name=frozen.study_name, storage=storage)
+        legacy = optuna.create_study(study_name=f"{frozen.study_name}.s0", storage=storage, direction="maximize")
+        for key, value in {**frozen.user_attrs, "seed": 0}.items():
+            legacy.set_user_attr(key, value)
+        legacy.add_trial(create_trial(state=TrialState.COMPLETE, value=seed0.value,
+                                      user_attrs={k: seed0.user_attrs[k] for k in (SLOT, "row", "status", "owner")}))
+    assert main(["run", "-q", "ablation=pair", *TINY, "ablation.seeds=[0,1]", "out=g"]) == 0
+    table = _tables(tmp_path / "g")[0]
+    assert [r for r in table if r["seed"] == 0] == before and sorted(r["seed"] for r in table) == [0, 0, 1, 1]
+    storage = open_storage(None, tmp_path / "g")
+    for frozen in (s for s in storage.get_all_studies() if s.study_name.endswith(".final")):
+        study = optuna.load_study(study_name=frozen.study_name, storage=storage)
+        assert [t.user_attrs[SLOT] for t in study.trials] == [1]  # seed 0 kept from the old study, not redone
+        assert study.metric_names == ["test/accuracy"]
+    assert main(["run", "-q", "ablation=pair", *TINY, "ablation.seeds=[0,1]", "out=g"]) == 0  # nothing redone
+    assert _tables(tmp_path / "g")[0] == table and len(_finished_trials(tmp_path / "g")) == 4

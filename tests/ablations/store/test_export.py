@@ -8,7 +8,7 @@ from ablations.cli import main
 from ablations.store.export import export, tables
 from tests.reliability.helpers import TINY
 
-GRID = ["task=copy", "~ablation.variants.no_residual", "ablation.seeds=[0,1]", *TINY]
+GRID = ["task=copy", "~ablation.variants.no_residual", *TINY, "ablation.seeds=[0,1]"]
 
 
 @pytest.fixture(scope="module")
