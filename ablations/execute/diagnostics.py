@@ -6,7 +6,9 @@ relative to the stream; "residuals let the gradient reach the first layer" is on
 depth; "without residuals and MLPs, attention collapses tokens toward rank one" is one about the spread of the
 token representations. The `Diagnostics` callback measures each of these on a fixed probe batch from the
 validation split (eval mode, no gradient, no randomness: training is bit-identical with or without it) at step
-0, every `every` steps and at the end, and `run.train` writes them to `diagnostics.csv` in the run directory,
+0, every `every` steps and at the end (or, with `trainer.diagnostics_schedule=geometric`, densely at the start
+and ever more sparsely later: see `schedule_steps`), and `run.train` writes them to `diagnostics.csv` in the run
+directory,
 one tidy row per (step, layer, branch, head, metric):
 
 - `branch_ratio`: ||branch output|| / ||stream it is added to|| (Frobenius norms over the probe batch), per block
@@ -43,6 +45,32 @@ from ablations.analyse.diagnostics import COLUMNS, _row, loss_events
 from ablations.store.files import write_text_atomic
 
 PROBE_SIZE = 16
+#: `trainer.diagnostics_schedule`: `every` (step 0, every `diagnostics_every` steps, the last) or `geometric`
+SCHEDULES = ("every", "geometric")
+#: under the geometric schedule each gap is this fraction of the step reached (at least 1, at most `every`)
+GEOMETRIC_GROWTH = 0.25
+
+
+def schedule_steps(every: int, max_steps: int, schedule: str = "every") -> list[int]:
+    """The steps at which diagnostics are measured, 0 and `max_steps` included.
+
+    Why the geometric schedule: what changes fast changes early. A layer's onset within the first hundred steps
+    is invisible at a fixed interval of 25 (every onset reads "25"), while a fixed interval of 1 would measure
+    thousands of late steps where nothing moves. Geometric steps (0, 1, 2, ..., 8, 10, 12, 15, 18, 22, ...: each
+    gap a quarter of the step reached, capped at `every`) resolve onsets to within 25% of when they happen, at
+    any time, for about 30 + max_steps / every measurements."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown diagnostics schedule '{schedule}'; valid: {', '.join(SCHEDULES)}")
+    if every <= 0:
+        return []
+    if schedule == "every":
+        steps = list(range(0, max_steps + 1, every))
+    else:
+        steps, step = [], 0
+        while step <= max_steps:
+            steps.append(step)
+            step += max(1, min(every, int(step * GEOMETRIC_GROWTH)))
+    return steps if steps[-1] == max_steps else [*steps, max_steps]
 
 
 def _norm(x: torch.Tensor) -> float:
@@ -156,19 +184,24 @@ def gradient_rows(model, step: int) -> list[dict]:
 
 
 class Diagnostics(pl.Callback):
-    """Measures the diagnostics above at step 0, every `every` steps and at the last step.
+    """Measures the diagnostics above at the steps of `schedule_steps(every, max_steps, schedule)`.
 
     The Lightning hooks only decide when; `due`, `measure` and `gradients` take the model itself, so that a
     stacked run (`ablations.execute.stack`) measures each member on its own parameters at the same steps."""
 
-    def __init__(self, every: int, probe_inputs: torch.Tensor):
+    def __init__(self, every: int, probe_inputs: torch.Tensor, schedule: str = "every"):
         self.every = every
+        self.schedule = schedule
+        schedule_steps(every, 0, schedule)  # an unknown schedule fails here, before any training
         self.probe_inputs = probe_inputs[:PROBE_SIZE]
         self.rows: list[dict] = []
         self._measured: set[int] = set()
+        self._due: dict[int, frozenset] = {}
 
     def due(self, step: int, max_steps: int) -> bool:
-        return step % self.every == 0 or step == max_steps
+        if max_steps not in self._due:
+            self._due[max_steps] = frozenset(schedule_steps(self.every, max_steps, self.schedule))
+        return step in self._due[max_steps]
 
     def measure(self, model, step: int, device) -> None:
         """The activation diagnostics of `model` at `step` (once per step)."""

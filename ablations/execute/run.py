@@ -123,7 +123,8 @@ def train(cfg: RunConfig, run_dir: Path, *, variant: str, ablation: str = "", ca
                 callbacks.append(saving)
             diagnostics = None
             if cfg.trainer.diagnostics_every:
-                diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs)
+                diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs,
+                                          cfg.trainer.diagnostics_schedule)
                 callbacks.append(diagnostics)
             trainer = pl.Trainer(
                 max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,

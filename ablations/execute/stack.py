@@ -94,7 +94,8 @@ from tasks.datamodule import OrderedBatches, TaskDataModule
 #: What members of one stack may differ in: everything else must be equal (`stack_key`).
 #: The optimiser's name, betas, eps and momentum are not: one stacked optimiser updates all members.
 PER_MEMBER = {"seed": None, "optim": ("lr", "warmup_steps", "weight_decay", "schedule"),
-              "trainer": ("stack", "diagnostics_every", "grad_clip", "checkpoint", "logger")}
+              "trainer": ("stack", "diagnostics_every", "diagnostics_schedule", "grad_clip", "checkpoint",
+                          "logger")}
 EPS = 1e-8  # torch.optim.AdamW's default eps (`optim.eps`)
 
 
@@ -375,6 +376,8 @@ def _components(cfg: RunConfig) -> tuple:
 def stackable(cfg: RunConfig) -> tuple[bool, str]:
     """Whether runs of this architecture can train stacked, and why not (or, when they can, a note such as an
     op vmap runs member by member). Probed once per `stack_key` (see the module docstring)."""
+    if cfg.optim.name == "muon":  # Muon's Newton-Schulz step is per matrix: no stacked form (StackedAdamW, SGD)
+        return False, "optim.name=muon has no stacked optimiser; its runs train one by one"
     key = (stack_key(cfg), engine(cfg), _components(cfg))
     if key not in _STACKABLE:
         _STACKABLE[key] = _probe(cfg)
@@ -522,7 +525,8 @@ def _start(member: Member, fabric: Fabric) -> _Run:
     data = TaskDataModule(task, cfg.optim.batch_size, cfg.seed, cfg.trainer.eval_batch_size)
     diagnostics = None
     if cfg.trainer.diagnostics_every:
-        diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs)
+        diagnostics = Diagnostics(cfg.trainer.diagnostics_every, data.split("val").inputs,
+                                  cfg.trainer.diagnostics_schedule)
     model = fabric.setup_module(model).module
     return _Run(member, task, model, data, iter(data.train_dataloader()), Divergence(cfg.trainer.divergence_factor),
                 _LossLog(run_dir, cfg.trainer.log_every, cfg.trainer.logger, f"{member.variant}.{run_dir.name}"),

@@ -83,12 +83,20 @@ def _claims(doc: Document, directory: Path, title: str, manifest: dict, errors: 
     doc.para(f"{description} Made by `{manifest.get('command', 'ablate run ablation=claims')}`; "
              f"every number below comes from the runs in this directory, and every verdict from the rule printed "
              f"beside it (`ablations/claims.py`).")
+    from ablations.report.claims import run_time
+
+    took = run_time(directory)
+    wall = (f"{duration(took['wall'])} of wall-clock time" if took["wall"] else
+            "an unknown wall-clock time (the run directories no longer carry their own timestamps)")
+    doc.para(f"The run took {wall}; its runs and tuning trials together ran for {duration(took['compute'])}.")
     doc.heading(2, "Verdicts")
     doc.table(pd.DataFrame([{"claim": f"{c.number}. {c.title}", "verdict": VERDICT_MARKS[v.verdict],
                              "evidence": v.summary} for c, v in results]))
     for item, verdict in results:
         doc.heading(2, f"Claim {item.number}: {item.title}")
         doc.para(f"*Claim:* {item.statement}")
+        if getattr(item, "source", ""):
+            doc.para(f"*Source:* {item.source}")
         doc.para(f"*Rule:* {item.rule}")
         doc.para(f"*Verdict:* **{verdict.verdict}**. {verdict.summary}")
         for path, caption in verdict.figures:
@@ -106,9 +114,9 @@ def _claims(doc: Document, directory: Path, title: str, manifest: dict, errors: 
     versions = manifest.get("versions") or {}
     doc.heading(2, "Scale and caveats common to every claim")
     doc.items([
-        "Models are tiny (width 64, at most 6 layers) and budgets short (hundreds of steps), so that the whole "
+        "Models are tiny (width 64, at most 8 layers) and budgets short (hundreds of steps), so that the whole "
         "ablation runs on a laptop CPU; the papers behind the claims train far larger models for far longer.",
-        "Two or three seeds per cell: a verdict of `supported` rests on effects large enough to show at that "
+        "Two to five seeds per cell: a verdict of `supported` rests on effects large enough to show at that "
         "count; `inconclusive` often means 'needs more seeds or steps'. `trainer.max_steps=N` on the command "
         "line replaces every part's budget; for more seeds, copy conf/ablation/claims.yaml under another name "
         "into your `ABLATE_CONFIG_DIR` and raise its `seeds` (the claims report reads parts, not the name).",

@@ -171,7 +171,8 @@ def test_the_claims_ablation_file_is_a_valid_suite():
 
     suite = load_ablation(OmegaConf.to_container(compose_config(["ablation=claims"]).ablation, resolve=True))
     assert isinstance(suite, Suite) and suite.report == "claims"
-    assert set(suite.parts) == {"depth", "components", "modalities", "memory"}
+    assert set(suite.parts) == {"depth", "attention", "arithmetic", "induction", "ladder", "components",
+                                "modalities", "memory"}
     from ablations.report.claims import CLAIMS
 
     for claim in CLAIMS:  # every claim reads a part that exists

@@ -160,3 +160,30 @@ def test_non_finite_activations_give_nan_not_an_error():
         net.blocks[1].attn.out_proj.weight.fill_(float("nan"))
     rank = measure(net)["rank1_residual"].droplevel(["branch", "head"])
     assert math.isnan(rank[4]) and math.isfinite(rank[0])
+
+
+def test_the_geometric_schedule_is_dense_early_sparse_late_and_capped():
+    from ablations.execute.diagnostics import schedule_steps
+
+    assert schedule_steps(5, 12) == [0, 5, 10, 12]
+    steps = schedule_steps(50, 1000, "geometric")
+    assert steps[:9] == list(range(9)) and steps[-1] == 1000 and len(steps) < 60
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    assert gaps == sorted(gaps[:-1]) + gaps[-1:] and max(gaps) == 50  # widening gaps, never beyond `every`
+    assert all(gap <= max(1, 0.25 * step) for step, gap in zip(steps, gaps))  # each onset resolved to 25%
+    assert schedule_steps(0, 100, "geometric") == []
+    with pytest.raises(ValueError, match="unknown diagnostics schedule 'log'; valid: every, geometric"):
+        schedule_steps(5, 10, "log")
+
+
+def test_a_run_measures_on_the_geometric_schedule_and_an_unknown_one_is_refused(tmp_path):
+    from ablations.config import ConfigError
+    from ablations.execute.diagnostics import schedule_steps
+
+    cfg = to_run_config(compose_config([*TINY, "trainer.diagnostics_every=5",
+                                        "trainer.diagnostics_schedule=geometric"]))
+    train(cfg, tmp_path / "g", variant="b")
+    frame = pd.read_csv(tmp_path / "g" / "diagnostics.csv")
+    assert sorted(set(frame.loc[frame["metric"] == "branch_ratio", "step"])) == schedule_steps(5, 12, "geometric")
+    with pytest.raises(ConfigError, match="unknown trainer.diagnostics_schedule 'geometrc'"):
+        to_run_config(compose_config([*TINY, "trainer.diagnostics_schedule=geometrc"]))
