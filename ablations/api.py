@@ -213,6 +213,7 @@ def _execute_adaptive(part: _Part, plans, started, *, quiet: bool, wait: bool, w
     low, step, high = part.ablation.seed_plan
     cells = [(p.variant, p.task) for p in plans if p.variant != baseline]
     design = sequential.Design(low, high, step, n_cells=len(cells), alpha=ALPHA, margin=part.margin)
+    _check_same_design(part.directory, design)
     sequence = sequential.Sequence(design, baseline, cells)
     while not sequence.done():
         first = sequence.look == 0
@@ -238,6 +239,35 @@ def _execute_adaptive(part: _Part, plans, started, *, quiet: bool, wait: bool, w
     # The tables in the plan's order (each look's export ordered only its own cells first).
     Worker(part.directory, part.ablation, plans, part.sweep, [0], stack=part.stack).export()
     return True
+
+
+def _check_same_design(directory: Path, design) -> None:
+    """A rerun of `seeds: auto` into a directory that ran another sequential plan is refused: each look's alpha is
+    fixed by the whole plan (min_seeds, seed_step, max_seeds, the cells), so looks already made under one plan
+    cannot be continued under another without breaking the error spending (ablations/analyse/sequential.py)."""
+    from ablations.analyse import sequential
+    from ablations.store.directory import ResultsDir
+
+    record = sequential.read(directory)
+    if record is not None:
+        held = record.design
+        old = (held.min_seeds, held.step, held.max_seeds, held.n_cells)
+    else:  # stopped before its first look was recorded: the manifest holds the plan it started with
+        ablation = ((ResultsDir(directory).manifest() or {}).get("ablation") or {})
+        if ablation.get("seeds") != "auto":
+            return
+        from ablations.config.ablation import SEED_DEFAULTS
+
+        old = tuple(SEED_DEFAULTS[k] if ablation.get(k) is None else int(ablation[k])
+                    for k in ("min_seeds", "seed_step", "max_seeds")) + (design.n_cells,)
+    new = (design.min_seeds, design.step, design.max_seeds, design.n_cells)
+    if old != new:
+        def plan(values):
+            return f"min_seeds={values[0]}, seed_step={values[1]}, max_seeds={values[2]}, {values[3]} cells"
+
+        raise ConfigError(f"{directory} ran ablation.seeds=auto with {plan(old)}, this command asks for {plan(new)}: "
+                          f"the alpha of each look depends on the whole plan; rerun with the same values or choose "
+                          f"another out=DIR")
 
 
 def _execute_units(part: _Part, plans, seeds: list[int], started, *, quiet: bool, wait: bool = True,
@@ -541,6 +571,26 @@ def report(directory: str | Path, *, compare: str | Path | None = None) -> dict:
     return built
 
 
+def damage(directory: str | Path) -> dict:
+    """Evaluate the kept checkpoints (`trainer.checkpoint=last`) of a results directory under damage (each layer
+    removed, each head removed, weight noise, int8 weights: ablations/analyse/damage.py), write DIR/damage.csv,
+    and rebuild the report, which gains its "Damage tolerance" section. Returns the report's paths (as `report`
+    does) with `damage_csv`, `damage` (the table) and `notes` (runs skipped for having no checkpoint)."""
+    from ablations.analyse.damage import FILE, damage as evaluate_damage
+    from ablations.store.directory import ResultsDir
+
+    results = ResultsDir(directory)
+    if results.exists() and results.is_suite():  # each part is a results directory of its own
+        parts = list(results.manifest()["ablation"]["parts"])
+        raise ConfigError(f"{results.path} holds an ablation with parts ({', '.join(parts)}): give one part's "
+                          f"directory, e.g. `ablate damage {results.part(parts[0]).path}`")
+    if results.exists():
+        results.check()  # a corrupted runs.csv is one line, named, before any checkpoint is loaded
+    frame, notes = evaluate_damage(results.path)
+    built = report(results.path)
+    return {**built, "damage_csv": results.path / FILE, "damage": frame, "notes": notes}
+
+
 def load(directory: str | Path):
     """runs.csv of a results directory as a DataFrame (one row per final seeded run)."""
     from ablations.store.directory import ResultsDir
@@ -551,4 +601,4 @@ def load(directory: str | Path):
     return results.read_runs()
 
 
-__all__ = ["Outcome", "load", "report", "run", "submit", "train", "worker"]
+__all__ = ["Outcome", "damage", "load", "report", "run", "submit", "train", "worker"]

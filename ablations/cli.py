@@ -7,6 +7,7 @@
     ablate report DIR [--compare OTHER]   report.md, report.html, figures/ and tables/ of a results directory
     ablate config [OVERRIDES]    the resolved configuration those overrides give, as YAML (Hydra's --cfg job)
     ablate export DIR [--to parquet|csv|json]   its runs, trials and diagnostics as tidy tables
+    ablate damage DIR            its trained models scored with layers, heads removed, noisy or int8 weights
     ablate list [-v]             every registered component, task, ablation and sweep profile (plugins too)
     ablate check KIND NAME       the conformance checks every built-in passes, on one component or task
     ablate new KIND NAME         write ./NAME.py, a working plugin of that kind to start from
@@ -53,6 +54,17 @@ def cmd_report(args) -> int:
     built = api.report(args.directory, compare=args.compare)
     print(built["report_md"])
     print(built["report_html"])
+    return 0
+
+
+def cmd_damage(args) -> int:
+    from ablations import api
+
+    built = api.damage(args.directory)
+    for note in built["notes"]:  # runs without a checkpoint: skipped, said in one line
+        print(f"ablate damage: {note}", file=sys.stderr)
+    print(built["damage_csv"])
+    print(built["report_md"])
     return 0
 
 
@@ -106,8 +118,10 @@ def cmd_list(args) -> int:
     print("\nTasks (task=<name>):")
     for name in TASKS.names():
         task = TASKS.get(name)
+        ladder = getattr(task, "difficulty", None)  # the levels `ablation.difficulty=ladder` runs
         print(f"  {name:<15} {task.modality:<7} {task.input_kind:<10} -> {task.output_kind:<8} metric: "
-              f"{task.metric}" + (f" (plugin: {TASKS.plugin_of(name)})" if TASKS.plugin_of(name) else ""))
+              f"{task.metric}" + (f" (plugin: {TASKS.plugin_of(name)})" if TASKS.plugin_of(name) else "")
+              + (f" ladder: {ladder.key}={','.join(map(str, ladder.levels))}" if ladder else ""))
     print("\nAblations (ablation=<name>):")
     for name in group_options("ablation"):
         print(f"  {name:<15} {ablation_description(name)}")
@@ -210,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a second results directory to compare with (e.g. the same ablation at another depth)")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("damage", help="evaluate a results directory's trained models under damage",
+                       description="Load the kept checkpoints (trainer.checkpoint=last) of every run in DIR, score "
+                                   "each on its test split with each layer removed, each attention head removed, "
+                                   "Gaussian weight noise and int8 weights; write DIR/damage.csv and rebuild the "
+                                   "report with its Damage tolerance section.")
+    p.add_argument("directory", help="a results directory written by `ablate run ... trainer.checkpoint=last`")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=cmd_damage)
     p = sub.add_parser("export", help="write a results directory's tables as parquet, csv or json",
                        description="Write the tidy tables of a results directory (runs, trials, diagnostics: one "
                                    "row per observation) as parquet (default), csv or json into DIR/export/.")

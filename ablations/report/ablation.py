@@ -87,11 +87,19 @@ def _cell_phrase(row, *, with_p: bool = True) -> str:
     return text + ")"
 
 
+def interval_level(row) -> str:
+    """The coverage of the equivalence interval: 90% (TOST at 0.05), or 1 - 2 alpha_k under ablation.seeds=auto."""
+    level = row.get("norm_delta_level") if hasattr(row, "get") else None
+    level = 0.9 if level is None or pd.isna(level) else float(level)
+    return f"{level:.0%}" if abs(level * 100 - round(level * 100)) < 1e-9 else f"{level:.1%}"
+
+
 def _norm_interval(row) -> str:
     """`Δ −0.012 [90% −0.041, 0.017]` in normalised units (the equivalence test's interval)."""
     text = f"Δ {signed(row['norm_delta'], 3)} normalised"
     if pd.notna(row["norm_delta_low"]):
-        text += f", 90% CI [{signed(row['norm_delta_low'], 3)}, {signed(row['norm_delta_high'], 3)}]"
+        text += (f", {interval_level(row)} CI [{signed(row['norm_delta_low'], 3)}, "
+                 f"{signed(row['norm_delta_high'], 3)}]")
     alpha = row.get("sequential_alpha") if hasattr(row, "get") else None
     if alpha is not None and pd.notna(alpha):  # ablation.seeds=auto: the verdict is the sequential look's
         text += (f"; look {int(row['sequential_look'])}, {int(row['sequential_seeds'])} seeds per side, "
@@ -218,16 +226,25 @@ def resilience_export(agg: Aggregate) -> pd.DataFrame:
     return frame
 
 
-def summary_table(agg: Aggregate) -> pd.DataFrame:
-    """Formatted per-cell statistics (one row per variant x task)."""
+def summary_table(agg: Aggregate, costs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Formatted per-cell statistics (one row per variant x task). With `costs` (`cost.cost_summary`), each cell's
+    parameters and training FLOPs per token sit beside its score: why, a variant's budget is read with its score
+    (ablation.match=params|flops makes them equal; ablations/config/matching.py)."""
+    from ablations.report.cost import human
+
+    budget = {} if costs is None else {(c["variant"], c["task"]): c for _, c in costs.iterrows()}
     rows = []
     for _, r in agg.cells.iterrows():
+        cost = budget.get((r["variant"], r["task"]))
         rows.append({
             "variant": r["variant"], "task": r["task"],
             "metric": f"{r['metric']} ({'↑' if r['higher_is_better'] else '↓'})",
             "runs": _status_counts(r),
             "mean ± sd": num(r["mean"]) + (f" ± {num(r['std'])}" if pd.notna(r["std"]) else ""),
             "95% CI": interval(r["ci_low"], r["ci_high"], 3),
+            **({} if costs is None else {
+                "params": "" if cost is None or pd.isna(cost["n_params"]) else f"{int(cost['n_params']):,}",
+                "FLOPs/token": "" if cost is None else human(cost["flops_per_token"])}),
             "Δ vs baseline": "" if r["variant"] == agg.baseline else signed(r["delta"]),
             "p (Welch)": "" if r["variant"] == agg.baseline else (p_text(r["p_value"]) if pd.notna(r["p_value"])
                                                                    else f"— ({r['test_note']})"),
@@ -235,7 +252,9 @@ def summary_table(agg: Aggregate) -> pd.DataFrame:
             "normalised [95% CI]": (f"{num(r['norm_mean'], 2)} "
                                     f"{interval(r['norm_ci_low'], r['norm_ci_high'])}").strip(),
             "Δ normalised [90% CI]": "" if r["variant"] == agg.baseline else (
-                f"{signed(r['norm_delta'])} {interval(r['norm_delta_low'], r['norm_delta_high'], 3)}").strip(),
+                f"{signed(r['norm_delta'])} {interval(r['norm_delta_low'], r['norm_delta_high'], 3)}"
+                + ("" if interval_level(r) == "90%" or pd.isna(r["norm_delta_low"])
+                   else f" ({interval_level(r)}, the look's)")).strip(),
             "verdict": _mark(r["verdict"]),
             "seeds to decide": "" if r["verdict"] != "inconclusive" else (
                 f"≈ {int(r['seeds_to_decide'])}" if pd.notna(r["seeds_to_decide"]) else f"> {stats.MAX_SEEDS}"
@@ -374,9 +393,7 @@ def trial_error_lines(agg: Aggregate) -> list[str]:
 
 def sequential_methods(agg: Aggregate) -> list[str]:
     """With `ablation.seeds=auto`: the sequential design (looks, alpha spent at each) and what it decided."""
-    from ablations.analyse import sequential
-
-    record = sequential.read(agg.results.directory) if agg.results.directory is not None else None
+    record = agg.sequence  # None also when a later fixed-seed command made it stale (a data note says so)
     if record is None:
         return []
     return [f"**Seeds chosen by data.** {record.design.methods()} {record.outcome()}"]
@@ -472,6 +489,8 @@ def _build(directory: Path, *, ablation: str | None = None, description: str | N
     from ablations.report import figures
     from ablations.report.cost import cost_summary, run_costs
     from ablations.report import tuning
+    from ablations.report import ladder
+    from ablations.report.damage import section as damage_section
     from ablations.report.search import edge_cells, edge_warnings, search_space
 
     directory = Path(directory)
@@ -501,12 +520,14 @@ def _build(directory: Path, *, ablation: str | None = None, description: str | N
             errors.append(error)
 
     tables: dict[str, Path] = {}
-    summary = summary_table(agg)
+    costs_by_cell = cost_summary(costs)
+    summary = summary_table(agg, costs_by_cell)
     res_table = resilience_table(agg)
+    ood = ladder.ood_tasks(directory, agg.runs)  # test splits longer than training, marked [OOD]
+    summary, res_table = ladder.mark_ood(summary, ood), ladder.mark_ood(res_table, ood)
     write_table(directory, "summary", agg.cells, summary, f"{agg.results.ablation}: per variant and task", tables)
     write_table(directory, "resilience", resilience_export(agg), res_table,
                 f"{agg.results.ablation}: normalised score per task (chance 0, baseline 1) and resilience", tables)
-    costs_by_cell = cost_summary(costs)
     cost_formatted = cost_table(costs_by_cell)
     if len(costs_by_cell):
         write_table(directory, "cost", costs_by_cell, cost_formatted,
@@ -549,8 +570,13 @@ def _build(directory: Path, *, ablation: str | None = None, description: str | N
              "resilience score: the mean over tasks with its 95% bootstrap interval. Diverged and failed runs "
              "count as chance.")
     doc.table(res_table)
+    if ood:
+        doc.para(ladder.ood_sentence(ood))
     if "resilience_heatmap" in written_figures:
         doc.figure(written_figures["resilience_heatmap"], FIGURES["resilience_heatmap"])
+    difficulty_figure = ladder.section(doc, directory, agg, tables)  # task labels with levels (copy@length=24)
+    if difficulty_figure is not None:
+        written_figures["difficulty"] = difficulty_figure
     if rob_table is not None:
         doc.heading(2, "Aggregates across tasks")
         doc.para("As rliable reports them (Agarwal et al. 2021): the interquartile mean of every normalised run "
@@ -617,6 +643,9 @@ def _build(directory: Path, *, ablation: str | None = None, description: str | N
         doc.table(cost_formatted)
     if "cost" in written_figures:
         doc.figure(written_figures["cost"], FIGURES["cost"])
+    damage_figure = damage_section(doc, directory, agg.baseline, tables)  # when `ablate damage` wrote damage.csv
+    if damage_figure is not None:
+        written_figures["damage"] = damage_figure
     doc.heading(2, "Methods")
     doc.items(methods(agg) + tuning.tuning_methods(agg) + sequential_methods(agg))
     doc.heading(2, "How these results were produced")
