@@ -211,8 +211,9 @@ def test_a_sequential_verdict_names_its_look_and_the_alpha_it_was_tested_at():
     from ablations.report.ablation import _norm_interval
 
     row = pd.Series({"norm_delta": 0.01, "norm_delta_low": -0.02, "norm_delta_high": 0.03, "sequential_look": 2,
-                     "sequential_seeds": 5, "sequential_alpha": 0.0116})
-    assert _norm_interval(row) == ("Δ +0.010 normalised, 90% CI [−0.020, +0.030]; look 2, 5 seeds per side, "
+                     "sequential_seeds": 5, "sequential_alpha": 0.0116, "norm_delta_level": 1 - 2 * 0.0116})
+    # the interval is the look's: 1 - 2 alpha_k = 97.7%, the one TOST at the look's alpha read
+    assert _norm_interval(row) == ("Δ +0.010 normalised, 97.7% CI [−0.020, +0.030]; look 2, 5 seeds per side, "
                                    "tested at α = 0.0116 (Methods)")
-    fixed = row.drop(["sequential_look", "sequential_seeds", "sequential_alpha"])
+    fixed = row.drop(["sequential_look", "sequential_seeds", "sequential_alpha", "norm_delta_level"])
     assert _norm_interval(fixed) == "Δ +0.010 normalised, 90% CI [−0.020, +0.030]"
