@@ -200,14 +200,17 @@ def test_model_yaml_sets_every_field(path):
 
 @pytest.mark.parametrize("path", sorted((conf_dir() / "ablation").glob("*.yaml")), ids=lambda p: p.stem)
 def test_ablation_yaml_parses_and_each_variant_composes(path):
-    from ablations.config.ablation import Suite, load_ablation
+    from omegaconf import OmegaConf
 
-    spec = load_ablation(yaml(path))
+    from ablations.config.ablation import Suite, load_ablation, task_overrides
+
+    # composed, as `ablate run` reads it: a catalogue file's `baseline: ${model.attention}` interpolates
+    spec = load_ablation(OmegaConf.to_container(compose_config([f"ablation={path.stem}"]).ablation, resolve=True))
     assert spec.name == path.stem
     for ablation in (spec.parts.values() if isinstance(spec, Suite) else [spec]):
         hashes = set()
         for variant, overrides in ablation.variants.items():
-            run = run_config([*ablation.overrides, f"task={ablation.tasks[0]}", *overrides])
+            run = run_config([*ablation.overrides, *task_overrides(ablation.tasks[0]), *overrides])
             hashes.add(run.hash())
         assert len(hashes) == len(ablation.variants), f"two variants of {ablation.name} describe the same run"
 
