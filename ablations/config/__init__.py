@@ -373,7 +373,7 @@ def _compose(overrides: list[str]) -> DictConfig:
     if key not in _COMPOSED:
         if len(_COMPOSED) > 1024:
             _COMPOSED.clear()
-        _COMPOSED[key] = _compose_uncached(_task_defaults(overrides) + list(overrides))
+        _COMPOSED[key] = _compose_uncached(_task_defaults(overrides) + list(overrides), shown=list(overrides))
     return copy.deepcopy(_COMPOSED[key])
 
 
@@ -413,7 +413,9 @@ def _task_defaults(overrides: list[str]) -> list[str]:
     return list(_TASK_DEFAULTS[key])
 
 
-def _compose_uncached(overrides: list[str]) -> DictConfig:
+def _compose_uncached(overrides: list[str], shown: list[str] | None = None) -> DictConfig:
+    """Hydra's compose of `overrides`; an error names `shown` (default: all of them), the user's own overrides,
+    not the task defaults `_task_defaults` adds before them."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -432,7 +434,8 @@ def _compose_uncached(overrides: list[str]) -> DictConfig:
         if yaml_error is not None:
             raise yaml_error from None
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise ConfigError(scrub(f"invalid overrides {' '.join(redact(o) for o in overrides)}: {first.strip()}",
+        named = overrides if shown is None else shown
+        raise ConfigError(scrub(f"invalid overrides {' '.join(redact(o) for o in named)}: {first.strip()}",
                                 overrides)) from None
     except Exception as error:  # noqa: BLE001  (a YAML error in a config file, from deep inside Hydra)
         yaml_error = _yaml_error(error)
