@@ -334,6 +334,14 @@ class Worker:
         return units
 
     def _train(self, units: list[Unit]) -> list[dict]:
+        """Train `units` (stacked where they can be) and return their rows, each naming its cell's task label
+        (`copy@length=24`, not the task's name `copy`): two levels of one task are two columns of the grid."""
+        rows = self._train_units(units)
+        for unit, row in zip(units, rows):
+            row["task"] = unit.plan.task
+        return rows
+
+    def _train_units(self, units: list[Unit]) -> list[dict]:
         from ablations.execute.run import train
 
         if len(units) > 1:

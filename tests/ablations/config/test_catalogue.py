@@ -194,3 +194,18 @@ def test_width_search_keeps_a_valid_config():
     changed = dataclasses.replace(variant.model, d_model=int(keys["model.d_model"]),
                                   n_heads=int(keys.get("model.n_heads", variant.model.n_heads)))
     assert changed.d_model % changed.n_heads == 0 and changed.d_model > variant.model.d_model
+
+
+def test_two_levels_of_one_task_are_two_columns_of_runs_csv(tmp_path, monkeypatch):
+    """runs.csv names each run's task label, so two levels of copy are two cells, not one cell listed twice."""
+    import pandas as pd
+
+    from ablations.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    tiny = ["ablation.seeds=[0]", "trainer.max_steps=4", "trainer.val_every=2", "model.d_model=16", "model.d_ff=32",
+            "model.n_heads=2", "model.n_layers=1", "~ablation.variants.post_norm", "~ablation.variants.no_residual",
+            "ablation.tasks=['copy@length=4','copy@length=6']", "task.n_train=256", "task.n_eval=64"]
+    assert main(["run", "-q", *tiny, "out=lad"]) == 0
+    runs = pd.read_csv(tmp_path / "lad" / "runs.csv")
+    assert sorted(runs["task"]) == ["copy@length=4", "copy@length=6"] and (runs["status"] == "ok").all()
