@@ -393,12 +393,7 @@ def claim(study, budget: int):
             return None
         slot = free[0]
         trial.set_user_attr(SLOT, slot)
-    trial.set_user_attr("owner", f"{socket.gethostname()}:{os.getpid()}")
-    trial.set_user_attr("heartbeat", time.time())
-    if not holds_slot(study, trial):
-        _surplus(study, trial)
-        return None
-    return trial
+    return _held(study, trial)
 
 
 def claim_slot(study, slot: int):
@@ -408,6 +403,12 @@ def claim_slot(study, slot: int):
     trial = study.ask()
     if trial.user_attrs.get(SLOT) is None:
         trial.set_user_attr(SLOT, int(slot))
+    return _held(study, trial)
+
+
+def _held(study, trial):
+    """Mark `trial` as this process's (owner, first heartbeat) and return it, or None (closed as surplus) when a
+    lower-numbered trial that counts holds its slot: the last step of every claim."""
     trial.set_user_attr("owner", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("heartbeat", time.time())
     if not holds_slot(study, trial):
