@@ -51,6 +51,8 @@ from ablations.analyse import stats
 from ablations.analyse.stats import ALPHA, CONFIDENCE, MARGIN  # noqa: F401  (re-exported)
 from ablations.store.directory import TRIAL_COLUMNS, ResultsDir  # TRIAL_COLUMNS: re-exported
 from ablations.store.files import read_runs
+from models.errors import ConfigError
+from tasks.base import parse_task_label
 
 BROKEN_BELOW = 0.2        # a mean normalised score below this is `broken` (near chance)
 N_BOOTSTRAP = 2000        # bootstrap replicates of the resilience score
@@ -633,6 +635,20 @@ def compare(a: Aggregate, b: Aggregate, labels: tuple[str, str]) -> tuple[pd.Dat
 
 
 # ------------------------------------------------------------------------------------------ learning curves
+def _same_task(result: dict, label) -> bool:
+    """Whether a run's result.json is of the task that runs.csv names. runs.csv names a task level by its label
+    (`copy@length=16`) while result.json names the task (`copy`) and holds the level in its config, so the two are
+    compared by name and level."""
+    if str(result.get("task")) == str(label):
+        return True
+    try:
+        name, level = parse_task_label(str(label))
+    except ConfigError:
+        return False
+    config = (result.get("config") or {}).get("task") or {}
+    return str(result.get("task")) == name and all(str(config.get(k)) == v for k, v in level.items())
+
+
 def resolve_run_dir(directory: Path, run: dict | pd.Series) -> Path | None:
     """Where a run's files are. `run_dir` in runs.csv is relative to the directory `ablate` ran in, which the
     report does not know: an absolute path is used as is; a relative one is tried against the results directory
@@ -659,8 +675,7 @@ def resolve_run_dir(directory: Path, run: dict | pd.Series) -> Path | None:
         if result.exists():
             try:
                 data = json.loads(result.read_text())
-                if (str(data.get("variant")), str(data.get("task"))) != (str(run.get("variant")),
-                                                                          str(run.get("task"))):
+                if str(data.get("variant")) != str(run.get("variant")) or not _same_task(data, run.get("task")):
                     continue
                 if not pd.isna(seed) and data.get("seed") is not None and int(data["seed"]) != int(seed):
                     continue

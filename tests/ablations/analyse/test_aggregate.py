@@ -196,6 +196,21 @@ def test_run_dirs_resolve_against_the_results_directory_and_its_parents(tmp_path
     assert resolve_run_dir(tmp_path / "nowhere", dict(run, run_dir="gone")) is None
 
 
+def test_a_task_level_finds_its_run_whose_result_json_names_the_task_and_holds_the_level(tmp_path):
+    """runs.csv names a level by its label (copy@length=16); result.json names the task and keeps the level in
+    its config. The run is found, and a run of another level in its place is not taken for it."""
+    run_dir = tmp_path / "abl" / "runs" / "baseline" / "copy@length=16" / "s0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.csv").write_text("step,val/accuracy\n9,0.5\n")
+    result = {"variant": "baseline", "task": "copy", "seed": 0, "config": {"task": {"name": "copy", "length": 16}}}
+    (run_dir / "result.json").write_text(json.dumps(result))
+    run = {"variant": "baseline", "task": "copy@length=16", "seed": 0, "run_dir": "runs/baseline/copy@length=16/s0"}
+    assert resolve_run_dir(tmp_path / "abl", run) == run_dir.resolve()
+    result["config"]["task"]["length"] = 8
+    (run_dir / "result.json").write_text(json.dumps(result))
+    assert resolve_run_dir(tmp_path / "abl", run) is None
+
+
 def test_learning_curves_are_read_from_each_runs_metrics_csv(tmp_path):
     directory = make_results(tmp_path / "abl", {("baseline", "copy"): [0.9, 0.8], ("v", "copy"): ["diverged"]})
     curves = read_curves(load(directory))
