@@ -82,7 +82,7 @@ def _claims(doc: Document, directory: Path, title: str, manifest: dict, errors: 
     description += "" if not description or description.endswith(".") else "."
     doc.para(f"{description} Made by `{manifest.get('command', 'ablate run ablation=claims')}`; "
              f"every number below comes from the runs in this directory, and every verdict from the rule printed "
-             f"beside it (`ablations/claims.py`).")
+             f"beside it (`ablations/report/claims.py`).")
     from ablations.report.claims import run_time
 
     took = run_time(directory)
