@@ -104,16 +104,17 @@ def _named(registry, name: str) -> str:
 def cmd_list(args) -> int:
     from ablations.config import ablation_description, group_options
     from models import REGISTRIES
-    from models.components import INIT, INTERFACES, capabilities
+    from models.components import INIT
+    from models.kinds import KINDS
     from tasks import TASKS
 
     print("Components (model.<kind>=<name>):")
     for kind, registry in REGISTRIES.items():
         print(f"  {kind:<15} {', '.join(_named(registry, n) for n in registry.names())}")
         if args.verbose:
-            print(f"    interface: {INTERFACES[kind]}")
+            print(f"    interface: {KINDS[kind].interface}")
             for name in registry.names():
-                print(f"    {name:<13} {capabilities(kind, registry.get(name)) or '-'}")
+                print(f"    {name:<13} {KINDS[kind].capabilities(registry.get(name)) or '-'}")
     print(f"  {'init':<15} {', '.join(_named(INIT, n) for n in INIT.names())}")
     print("\nTasks (task=<name>):")
     for name in TASKS.names():
@@ -161,18 +162,16 @@ def cmd_new(args) -> int:
     import importlib.util
     import keyword
 
-    from ablations.templates import TEMPLATES, render
-    from models.conformance import registry_of
+    from ablations.templates import render
     from models.errors import ConfigError
-    from models.registry import closest
+    from models.kinds import kind_named
 
-    if args.kind not in TEMPLATES:
-        raise ConfigError(f"unknown kind '{args.kind}'{closest(args.kind, TEMPLATES)}; valid: {', '.join(TEMPLATES)}")
+    kind = kind_named(args.kind)  # an unknown kind: one line listing the valid ones
     name = args.name
     if not name.isidentifier() or keyword.iskeyword(name) or not name.islower():
         raise ConfigError(f"plugin name '{name}' must be a lower-case Python identifier (it names the module and "
                           f"the registered {args.kind}), e.g. my_{args.kind}")
-    if name in registry_of(args.kind):
+    if name in kind.registry:
         raise ConfigError(f"{args.kind} '{name}' is already registered; choose another name")
     path = Path(f"{name}.py")
     if path.exists():

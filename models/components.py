@@ -1,4 +1,4 @@
-"""The component kinds of the configurable transformer: one registry and one small interface per kind.
+"""The component kinds of the configurable transformer: one registry per kind, and the `Position` base class.
 
 A block is a composition of named components (see `models/transformer.py`), never a forest of flags:
 - `attention`: token mixing, `forward(x, position, prefix=None) -> x` with x of shape (batch, time, d_model);
@@ -17,11 +17,13 @@ Capabilities: an attention class declares what it `provides` (for example `rotat
 against each other, so an impossible combination fails at validation with one line naming both options.
 A branch class with `skip = True` (attention `none`, ffn `none`) removes its sublayer from the block entirely:
 with no residual, a branch that returned zeros would erase the stream instead of leaving it alone.
+
+Each kind's exact contract (its interface text, how the conformance suite builds and feeds it, its checks and its
+`ablate new` template) is one object in `models/kinds/`, which imports this module (never the other way round:
+the variants imported at the bottom of this file must find their registries without it).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 from torch import nn
@@ -37,7 +39,7 @@ POSITION: Registry = Registry("position")
 MEMORY: Registry = Registry("memory")
 #: Initialisation schemes (`model.init`, see `models/init/`): `scheme(model, cfg)` draws the built model's weights.
 #: Not in `REGISTRIES`: a scheme is a function over the whole model, not a module of a block, so the per-kind
-#: machinery (conformance harness, `ablate new` templates) does not apply to it.
+#: machinery (`models/kinds/`: conformance harness, `ablate new` templates) does not apply to it.
 INIT: Registry = Registry("init")
 
 #: Every component registry, keyed by the ModelConfig field that selects from it.
@@ -50,43 +52,6 @@ REGISTRIES: dict[str, Registry] = {
     "position": POSITION,
     "memory": MEMORY,
 }
-
-
-#: The declared interface of each kind: what a component is built with, what it receives and returns, and the class
-#: attributes it may declare. `ablate new <kind>` writes a file that follows it, and `ablate check <kind>` (see
-#: `models/conformance.py`) tests it. Components built from `cfg` may read their own `Options` with
-#: `cfg.component_options(self)` (a dataclass whose every field has a default; see `ModelConfig.options`).
-INTERFACES: dict[str, str] = {
-    "attention": "cls(cfg, causal) ; forward(x (B,T,D), position, prefix=None) -> (B,T,D) ; declares provides "
-                 "(causal, rotate, score_bias, prefix), linear_time, skip ; subclass MultiHeadAttention and "
-                 "implement mix(q, k, v, *, bias, n_prefix) -> (B,H,T,hd)",
-    "ffn": "cls(cfg) ; forward(x (B,T,D)) -> (B,T,D), each position on its own ; declares skip ; an `out_proj` "
-           "Linear (zeroed by model.zero_init_branches)",
-    "norm": "cls(d_model) ; forward(x (B,T,D)) -> (B,T,D), each position on its own",
-    "norm_placement": "cls(make_norm) ; forward(x, branch, residual) -> x ; declares wants_final_norm",
-    "residual": "cls(cfg, layer_index) ; forward(stream (B,T,D), branch_out (B,T,D)) -> (B,T,D)",
-    "position": "subclass Position: cls(cfg, max_len) ; embed(h) -> h, rotate(q, k) -> (q, k), "
-                "score_bias(t_q, t_k, device) -> (.., H, t_q, t_k) or None ; declares needs",
-    "memory": "cls(cfg) ; forward(h (B,T,D), run_blocks) -> (B,T,D) ; run_blocks(h, prefix_fn=None) runs every "
-              "block ; declares needs, segmented",
-}
-
-
-def capabilities(kind: str, cls) -> str:
-    """What a component class declares, in a few words (for `ablate list`)."""
-    words = []
-    if getattr(cls, "skip", False):
-        words.append("removes the sublayer")
-    if kind == "attention" and not getattr(cls, "skip", False):
-        words.append("provides " + (",".join(sorted(getattr(cls, "provides", ()))) or "nothing"))
-        words.append("O(T)" if getattr(cls, "linear_time", False) else "O(T^2)")
-    if getattr(cls, "needs", None):
-        words.append("needs " + ",".join(sorted(cls.needs)))
-    if getattr(cls, "segmented", False):
-        words.append("needs segment_len")
-    if getattr(cls, "Options", None) is not None:
-        words.append("options " + ",".join(f.name for f in dataclasses.fields(cls.Options)))
-    return "; ".join(words)
 
 
 class Position(nn.Module):

@@ -6,6 +6,10 @@ same functions over every registered name, so "passes the built-in tests" means 
 
 Each check returns None (pass), raises `Skip` (does not apply, e.g. no CUDA device) or raises any other
 exception (fail, with that reason). The checks use tiny sizes: a whole kind runs in about a second on a CPU.
+
+Which checks a kind runs, and how its components are built and fed, belong to the kind (`models/kinds/`): this
+module holds the checks, registered by name in `CHECKS`, and runs what a kind names, so a new kind needs no edit
+here.
 """
 
 from __future__ import annotations
@@ -17,15 +21,26 @@ from typing import Callable
 import torch
 from torch import nn
 
-from models.components import REGISTRIES, Position
+from models.components import Position
 from models.config import ModelConfig
 from models.errors import ConfigError
+from models.kinds import KINDS, kind_named
+from models.registry import Registry
 from models.transformer import build_model
 
 #: A small config: 2 heads of width 8, so that head-wise code paths are exercised.
 BASE = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, memory_size=3)
 BATCH, TIME, VOCAB = 2, 8, 11
 CUT = 5  # causality: positions >= CUT are perturbed, outputs < CUT must not move
+#: What an attention may provide and a position or memory may need: the words config validation understands.
+CAPABILITIES = frozenset({"causal", "rotate", "score_bias", "prefix"})
+#: Every check, by the name a kind lists it under (`check_<name>` without its prefix).
+CHECKS: Registry = Registry("conformance check")
+
+
+def _check(fn: Callable) -> Callable:
+    """Register a check under its function name without `check_`, the name a kind's `checks` uses."""
+    return CHECKS.register(fn.__name__.removeprefix("check_"))(fn)
 
 
 class Skip(Exception):
@@ -44,25 +59,18 @@ class Outcome:
 
 def kinds() -> list[str]:
     """Every kind that `ablate check` and `ablate new` know: the component registries, then `task`."""
-    return [*REGISTRIES, "task"]
+    return list(KINDS)
 
 
-def registry_of(kind: str):
-    from models.registry import closest
-
-    if kind == "task":
-        from tasks import TASKS
-
-        return TASKS
-    if kind not in REGISTRIES:
-        raise ConfigError(f"unknown kind '{kind}'{closest(kind, kinds())}; valid: {', '.join(kinds())}")
-    return REGISTRIES[kind]
+def registry_of(kind: str) -> Registry:
+    """The registry of `kind`; an unknown kind is a ConfigError listing the valid ones."""
+    return kind_named(kind).registry
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
 def model_config(kind: str, name: str) -> ModelConfig:
     """The small config with `name` selected for `kind`, plus what the component declares it needs."""
-    cls = REGISTRIES[kind].get(name)
+    cls = kind_named(kind).registry.get(name)
     values = dict(BASE, **{kind: name})
     if getattr(cls, "segmented", False):
         values["segment_len"] = 4
@@ -103,11 +111,11 @@ def _grads_reach(module: nn.Module, loss: torch.Tensor, *, nonzero: bool) -> Non
 
 
 class Harness:
-    """Builds one component of a kind, feeds it, and knows what its output should look like."""
+    """One component of a kind with its small config: builds it and feeds it the way its kind says."""
 
     def __init__(self, kind: str, name: str):
-        self.kind, self.name = kind, name
-        self.cls = REGISTRIES[kind].get(name)
+        self.kind, self.name = kind_named(kind), name
+        self.cls = self.kind.registry.get(name)
         self.cfg = model_config(kind, name)
 
     @property
@@ -115,95 +123,30 @@ class Harness:
         return bool(getattr(self.cls, "skip", False))
 
     def build(self, seed=0, causal=True) -> nn.Module:
+        """A fresh component from a seeded global RNG, so that two builds with one seed are the same."""
         torch.manual_seed(seed)
-        k, cls, cfg = self.kind, self.cls, self.cfg
-        if k == "attention":
-            return cls(cfg, causal)
-        if k == "ffn" or k == "memory":
-            return cls(cfg)
-        if k == "norm":
-            return cls(cfg.d_model)
-        if k == "norm_placement":
-            return cls(lambda: nn.LayerNorm(cfg.d_model))
-        if k == "residual":
-            return cls(cfg, 0)
-        if k == "position":
-            return cls(cfg, 64)
-        raise AssertionError(f"no harness for kind {k}")
+        return self.kind.build(self.cls, self.cfg, causal)
 
     def run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One forward pass on x (B, T, D); the extra inputs a kind needs are derived from x."""
-        k, cfg = self.kind, self.cfg
-        if k == "attention":
-            return module(x, Position(cfg, 64))
-        if k in ("ffn", "norm"):
-            return module(x)
-        if k == "norm_placement":
-            branch = _stand_in(_Branch, cfg.d_model).to(x.dtype).to(x.device)
-            return module(x, branch, lambda stream, out: stream + out)
-        if k == "residual":
-            return module(x, torch.tanh(x.flip(-1)))
-        if k == "position":
-            hd = cfg.d_model // cfg.n_heads
-            q = x.view(*x.shape[:2], cfg.n_heads, hd).transpose(1, 2)
-            q2, k2 = module.rotate(q, q * 0.5)
-            out = module.embed(x) + q2.transpose(1, 2).reshape(x.shape) + k2.transpose(1, 2).reshape(x.shape)
-            bias = module.score_bias(x.shape[1], x.shape[1], x.device)
-            return out if bias is None else out + bias.float().mean().to(out.dtype)
-        if k == "memory":
-            blocks = _stand_in(_Blocks, cfg).to(x.dtype).to(x.device)
-            return module(x, blocks.run)
-        raise AssertionError(f"no harness for kind {k}")
-
-
-def _stand_in(cls, *args) -> nn.Module:
-    """A stand-in for what a component wraps, built from its own fixed seed (the global RNG is left alone)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1234)
-        return cls(*args)
-
-
-class _Branch(nn.Module):
-    """A stand-in branch for placements: a linear map."""
-
-    def __init__(self, d):
-        super().__init__()
-        self.out_proj = nn.Linear(d, d)
-
-    def forward(self, h):
-        return self.out_proj(h)
-
-
-class _Blocks(nn.Module):
-    """A stand-in for `run_blocks`: one softmax attention block that reads the memory's prefix, if any."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        from models.components import ATTENTION
-
-        self.attn = ATTENTION.get("softmax")(ModelConfig(**BASE), True)  # the checked memory's cfg may hold its options
-        self.position = Position(cfg, 64)
-
-    def run(self, h, prefix_fn=None):
-        prefix = prefix_fn(0, self, h) if prefix_fn is not None else None
-        return h + self.attn(h, self.position, prefix)
+        return self.kind.run(module, x, self.cfg)
 
 
 # --- component checks --------------------------------------------------------------------------------------------
+@_check
 def check_registered(h: Harness) -> None:
     """The name resolves to a class that declares what the config validation reads."""
     if not isinstance(h.cls, type):
         raise AssertionError(f"registered object is a {type(h.cls).__name__}, expected a class")
-    if h.kind == "attention" and not h.skipped:
-        extra = set(getattr(h.cls, "provides", ())) - {"causal", "rotate", "score_bias", "prefix"}
+    if h.skipped:  # a removed sublayer offers and needs nothing
+        return
+    for declared in h.kind.declares:  # provides (attention), needs (position, memory)
+        extra = set(getattr(h.cls, declared, ())) - CAPABILITIES
         if extra:
-            raise AssertionError(f"provides unknown capabilities {sorted(extra)}")
-    if h.kind in ("position", "memory"):
-        extra = set(getattr(h.cls, "needs", ())) - {"causal", "rotate", "score_bias", "prefix"}
-        if extra:
-            raise AssertionError(f"needs unknown capabilities {sorted(extra)}")
+            raise AssertionError(f"{declared} unknown capabilities {sorted(extra)}")
 
 
+@_check
 def check_shape(h: Harness) -> None:
     """Output has the input's shape (B, T, D) and is finite."""
     if h.skipped:
@@ -213,11 +156,12 @@ def check_shape(h: Harness) -> None:
     _finite(out, "output")
 
 
+@_check
 def check_causal(h: Harness) -> None:
     """With causal=True, changing positions >= t never changes the outputs before t."""
     if h.skipped:
         raise Skip("removes its sublayer (skip = True)")
-    if h.kind == "attention" and "causal" not in getattr(h.cls, "provides", ()):
+    if "provides" in h.kind.declares and "causal" not in getattr(h.cls, "provides", ()):  # causal is optional there
         raise Skip("does not declare 'causal' in provides")
     module = h.build().eval()
     x = _x(BATCH, TIME, h.cfg.d_model)
@@ -230,6 +174,7 @@ def check_causal(h: Harness) -> None:
         raise AssertionError(f"outputs before position {CUT} changed by {diff:.3g} when later positions changed")
 
 
+@_check
 def check_dtype_float64(h: Harness) -> None:
     """In float64 the output is float64 and matches float32."""
     if h.skipped:
@@ -245,6 +190,7 @@ def check_dtype_float64(h: Harness) -> None:
         raise AssertionError(f"float64 output differs from float32 by {(out.float() - ref).abs().max().item():.3g}")
 
 
+@_check
 def check_dtype_bfloat16(h: Harness) -> None:
     """In bfloat16 the output is bfloat16, finite and close to float32 (as under bf16 training)."""
     if h.skipped:
@@ -261,6 +207,7 @@ def check_dtype_bfloat16(h: Harness) -> None:
         raise AssertionError(f"bfloat16 output differs from float32 by {(out.float() - ref).abs().max().item():.3g}")
 
 
+@_check
 def check_device(h: Harness) -> None:
     """On a CUDA device (when there is one) the output stays there and matches the CPU."""
     if h.skipped:
@@ -277,6 +224,7 @@ def check_device(h: Harness) -> None:
         raise AssertionError(f"CUDA output differs from the CPU's by {(out.cpu() - ref).abs().max().item():.3g}")
 
 
+@_check
 def check_gradients(h: Harness) -> None:
     """A loss on the output sends a finite, non-zero gradient to the input and to every parameter."""
     if h.skipped:
@@ -289,6 +237,7 @@ def check_gradients(h: Harness) -> None:
         raise AssertionError("no gradient reaches the input")
 
 
+@_check
 def check_deterministic(h: Harness) -> None:
     """The same seed builds the same parameters, and the same input gives the same output."""
     if h.skipped:
@@ -304,6 +253,7 @@ def check_deterministic(h: Harness) -> None:
         raise AssertionError("the same input and seed gave different outputs")
 
 
+@_check
 def check_per_position(h: Harness) -> None:
     """A per-token component: changing one position changes no other position's output."""
     if h.skipped:
@@ -319,6 +269,7 @@ def check_per_position(h: Harness) -> None:
         raise AssertionError("changing position 3 changed other positions' outputs: it is not per-token")
 
 
+@_check
 def check_prefix(h: Harness) -> None:
     """With 'prefix' declared: extra key/value slots keep the shape and change the output."""
     if h.skipped or "prefix" not in getattr(h.cls, "provides", ()):
@@ -334,6 +285,7 @@ def check_prefix(h: Harness) -> None:
         raise AssertionError("memory slots passed as prefix did not change the output")
 
 
+@_check
 def check_score_bias_shape(h: Harness) -> None:
     """A position's score bias is None or broadcastable to (batch, heads, t_q, t_k)."""
     module = h.build()
@@ -347,6 +299,7 @@ def check_score_bias_shape(h: Harness) -> None:
                              f"(batch, heads, {TIME}, {TIME})") from None
 
 
+@_check
 def check_in_model(h: Harness) -> None:
     """Selected in a whole causal model: logits have the right shape, the model stays causal, and every parameter
     gets a gradient."""
@@ -365,26 +318,7 @@ def check_in_model(h: Harness) -> None:
         raise AssertionError("in a causal model, later tokens changed earlier logits")
 
 
-COMMON = [check_registered, check_shape, check_dtype_float64, check_dtype_bfloat16, check_device, check_gradients,
-          check_deterministic, check_in_model]
-COMPONENT_CHECKS: dict[str, list[Callable]] = {
-    "attention": COMMON[:2] + [check_causal, check_prefix] + COMMON[2:],
-    "ffn": COMMON[:2] + [check_per_position] + COMMON[2:],
-    "norm": COMMON[:2] + [check_per_position] + COMMON[2:],
-    "norm_placement": COMMON[:2] + [check_per_position] + COMMON[2:],
-    "residual": COMMON[:2] + [check_per_position] + COMMON[2:],
-    "position": COMMON[:2] + [check_causal, check_score_bias_shape] + COMMON[2:],
-    "memory": COMMON[:2] + [check_causal] + COMMON[2:],
-}
-
-
 # --- task checks ---------------------------------------------------------------------------------------------------
-def _task(name: str):
-    from tasks import TASKS
-
-    return TASKS.get(name)()
-
-
 def _split(task, split="train", n=6, seed=0):
     try:
         return task.make_split(split, n, seed)
@@ -394,6 +328,7 @@ def _split(task, split="train", n=6, seed=0):
         raise
 
 
+@_check
 def check_task_declares(task) -> None:
     """The class attributes that the runner and the reports read have valid values."""
     for attr, valid in (("input_kind", ("tokens", "continuous")), ("output_kind", ("token", "sequence"))):
@@ -407,6 +342,7 @@ def check_task_declares(task) -> None:
         raise AssertionError("split_size must be positive for train, val and test")
 
 
+@_check
 def check_task_shapes(task) -> None:
     """Inputs and targets have the declared shapes, dtypes and ranges, and fit in max_len()."""
     from tasks.base import IGNORE
@@ -439,6 +375,7 @@ def check_task_shapes(task) -> None:
             raise AssertionError(f"{split}: targets outside [0, n_classes={task.n_classes}) other than IGNORE")
 
 
+@_check
 def check_task_deterministic(task) -> None:
     """make_split is a function of (split, n, seed): same seed, same data; another seed or split, other data."""
     a, b = _split(task, "train", seed=0), _split(task, "train", seed=0)
@@ -449,6 +386,7 @@ def check_task_deterministic(task) -> None:
         raise AssertionError("seeds 0 and 1 gave the same inputs")
 
 
+@_check
 def check_task_trains(task) -> None:
     """A model built for the task takes a batch and gives a finite loss with a gradient."""
     from tasks.base import IGNORE
@@ -465,25 +403,29 @@ def check_task_trains(task) -> None:
     loss.backward()
 
 
-TASK_CHECKS: list[Callable] = [check_task_declares, check_task_shapes, check_task_deterministic, check_task_trains]
+#: The kinds checked through a `Harness` (the components), and their checks in the order they run: a view of what
+#: each kind names, for reading (`check` asks the kind itself).
+COMPONENT_CHECKS: dict[str, list[Callable]] = {kind.name: [CHECKS.get(n) for n in kind.checks]
+                                               for kind in KINDS.values() if kind.build is not None}
 
 
 # --- running them -----------------------------------------------------------------------------------------------------
 def check(kind: str, name: str) -> list[Outcome]:
     """Run every check of `kind` on the registered `name`; unknown kinds or names raise ConfigError."""
-    registry_of(kind).get(name)  # raises with the valid names
-    if kind == "task":
+    spec = kind_named(kind)  # raises with the valid kinds
+    cls = spec.registry.get(name)  # raises with the valid names
+    if spec.build is None:  # no harness (a task): the checks take an instance with default parameters
         try:
-            subject, checks = _task(name), TASK_CHECKS
+            subject = cls()
         except Exception as error:  # noqa: BLE001
             return [Outcome("construct", "FAIL", f"{name}() with default parameters: {_reason(error)}")]
     else:
         try:
-            subject, checks = Harness(kind, name), COMPONENT_CHECKS[kind]
+            subject = Harness(kind, name)
         except Exception as error:  # noqa: BLE001
             return [Outcome("config", "FAIL", f"a model config selecting it: {_reason(error)}")]
     outcomes = []
-    for fn in checks:
+    for fn in map(CHECKS.get, spec.checks):
         label = fn.__name__.removeprefix("check_").removeprefix("task_")
         try:
             fn(subject)

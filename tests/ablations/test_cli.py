@@ -136,12 +136,13 @@ def test_check_prints_one_line_per_check_and_exits_1_on_a_failure(isolated_plugi
 
 
 def test_list_verbose_shows_each_kind_interface_and_declared_capabilities(capsys):
-    from models.components import INTERFACES
+    from models.components import REGISTRIES
+    from models.kinds import KINDS
 
     assert main(["list", "-v"]) == 0
     out = capsys.readouterr().out
-    for kind, interface in INTERFACES.items():
-        assert f"interface: {interface}" in out, kind
+    for kind in REGISTRIES:
+        assert f"interface: {KINDS[kind].interface}" in out, kind
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("    ") and "interface" not in line}
     assert lines["softmax"].endswith("provides causal,prefix,rotate,score_bias; O(T^2)")
     assert "O(T)" in lines["linear"] and "    none          removes the sublayer" in out  # attention/ffn none

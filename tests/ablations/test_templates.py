@@ -4,15 +4,27 @@ as written, so a researcher starts from code that runs."""
 import pytest
 
 from ablations.cli import main
-from ablations.templates import TEMPLATES
+from ablations.templates import render
 from models.conformance import kinds
+from models.errors import ConfigError
+from models.kinds import KINDS
 
 
 def test_there_is_a_template_for_every_kind():
-    assert set(TEMPLATES) == set(kinds())
+    assert set(kinds()) == set(KINDS) and all(kind.template.strip() for kind in KINDS.values())
 
 
-@pytest.mark.parametrize("kind", sorted(TEMPLATES))
+def test_render_puts_the_header_over_the_kinds_own_template():
+    text = render("norm", "my_norm")
+    assert text.startswith('"""my_norm: ') and "ablate train model.norm=my_norm plugins=[my_norm]" in text
+    assert '@NORM.register("my_norm")' in text and "class MyNorm(nn.Module):" in text
+    task = render("task", "my_task")
+    assert "ablate train task=my_task plugins=[my_task]   # with $ABLATE_CONFIG_DIR/task/my_task.yaml" in task
+    with pytest.raises(ConfigError, match=r"unknown kind 'nrom' \(did you mean 'norm'\?\)"):
+        render("nrom", "x")
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_new_file_passes_check(kind, isolated_plugins, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     name = f"tpl_{kind}"
