@@ -256,25 +256,90 @@ def _normaliser(chance: float, base_mean: float, higher: bool) -> float:
     return gap if math.isfinite(gap) and gap > 0 else math.nan
 
 
+def _positions(frame: pd.DataFrame, keys: list[str]) -> dict[tuple, list[int]]:
+    """The row positions of each group of `frame` by `keys`, in order of first appearance, rows with a missing key
+    left out: what `frame.groupby(keys, sort=False)` gives, without its per-group overhead (a sequential replay
+    summarises thousands of small tables, and pandas' grouping and indexing cost far more than the statistics)."""
+    columns = [frame[key].to_numpy() for key in keys]
+    missing = np.zeros(len(frame), dtype=bool)
+    for column in columns:
+        missing |= np.asarray(pd.isna(column), dtype=bool)
+    groups: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(*columns)):
+        if not missing[i]:
+            groups.setdefault(key, []).append(i)
+    return groups
+
+
+def _finite_array(values: np.ndarray) -> np.ndarray:
+    """`_finite` of a column's values; a float column (as `clean_runs` leaves them) needs no conversion."""
+    if values.dtype == np.float64:
+        return values[np.isfinite(values)]
+    return _finite(values)
+
+
+def _sum(values: np.ndarray) -> float:
+    """`Series.sum(min_count=1)`, as pandas computes it for a float column (NaN skipped; all NaN: NaN)."""
+    if values.dtype != np.float64:
+        return float(pd.Series(values).sum(min_count=1))
+    missing = np.isnan(values)
+    return math.nan if missing.all() else float(np.where(missing, 0.0, values).sum())
+
+
+def _mean(values: np.ndarray) -> float:
+    """`Series.mean()`, as pandas computes it for a float column (the sum with NaN as 0, over the count)."""
+    if values.dtype != np.float64:
+        return float(pd.Series(values).mean())
+    missing = np.isnan(values)
+    count = len(values) - int(missing.sum())
+    return float(np.where(missing, 0.0, values).sum() / np.float64(count)) if count > 0 else math.nan
+
+
+def _median(values: np.ndarray) -> float:
+    """`Series.median()`, as pandas computes it for a number column (numpy's median of the values present)."""
+    if values.dtype.kind in "iu":  # pandas takes the median of an integer column as floats
+        values = values.astype("f8")
+    if values.dtype != np.float64:
+        return float(pd.Series(values).median())
+    present = values[~np.isnan(values)]
+    return float(np.nanmedian(present)) if len(present) else math.nan
+
+
 def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken_below: float = BROKEN_BELOW,
               confidence: float = CONFIDENCE, margin: float = MARGIN) -> pd.DataFrame:
-    """One row per (ablation, variant, task): counts, statistics, the tests against the baseline, verdict."""
+    """One row per (ablation, variant, task): counts, statistics, the tests against the baseline, verdict.
+
+    The cells are grouped and read on numpy arrays, not pandas groups and rows: the same numbers, computed as
+    pandas computes them, at a small part of the cost (a sequential replay calls this at every look)."""
     if "effective" not in runs.columns:
         runs = clean_runs(runs)
+    column = {name: runs[name].to_numpy() for name in ("variant", "status", "effective", "metric",
+                                                       "higher_is_better", "chance", "score", "wall_seconds",
+                                                       "tokens_per_second", "n_params")}
     rows = []
-    for (ablation, task), task_runs in runs.groupby(["ablation", "task"], sort=False):
-        base = task_runs[task_runs["variant"] == baseline]
-        base_eff = _finite(base["effective"])
+    for (ablation, task), task_rows in _positions(runs, ["ablation", "task"]).items():
+        task_rows = np.asarray(task_rows, dtype=np.intp)
+        variants = column["variant"][task_rows]
+        base_eff = _finite_array(column["effective"][task_rows[variants == baseline]])
         base_mean = float(base_eff.mean()) if len(base_eff) else math.nan
-        for variant, cell in task_runs.groupby("variant", sort=False):
-            status = cell["status"].value_counts()
-            counts = {s: int(status.get(s, 0)) for s in ("ok", "diverged", "pruned", "failed")}
-            effective = _finite(cell["effective"])
-            metric = cell["metric"].iloc[0]
+        by_variant: dict = {}
+        for position, variant in zip(task_rows.tolist(), variants.tolist()):
+            if not pd.isna(variant):
+                by_variant.setdefault(variant, []).append(position)
+        for variant, cell in by_variant.items():
+            cell = np.asarray(cell, dtype=np.intp)
+            status = column["status"][cell]
+            statuses = status.tolist()
+            counts = {s: statuses.count(s) for s in ("ok", "diverged", "pruned", "failed")}
+            ok = np.asarray(status == "ok", dtype=bool)
+            effective = _finite_array(column["effective"][cell])
+            metric = column["metric"][cell[0]]
             bounds = stats.metric_bounds(metric)
             mean, low, high = stats.t_interval(effective, confidence, bounds)
-            higher = bool(cell["higher_is_better"].iloc[0])
-            chance = float(cell["chance"].dropna().iloc[0]) if cell["chance"].notna().any() else math.nan
+            higher = bool(column["higher_is_better"][cell[0]])
+            chances = column["chance"][cell]
+            present = ~np.asarray(pd.isna(chances), dtype=bool)
+            chance = float(chances[present][0]) if present.any() else math.nan
             scale = _normaliser(chance, base_mean, higher)
             ends = sorted(normalise(np.array([low, high]), chance, base_mean, higher))
             norm_mean = normalise(mean, chance, base_mean, higher) if len(effective) else math.nan
@@ -296,7 +361,7 @@ def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken
                     p_tost = stats.tost_p(norm_delta, se, df, margin)
                     sd_norm = float(np.std(a, ddof=1)) if len(a) > 1 else math.nan
                     sd_norm_base = float(np.std(b, ddof=1)) if len(b) > 1 else math.nan
-            ok_scores = _finite(cell.loc[cell["status"] == "ok", "score"])
+            ok_scores = _finite_array(column["score"][cell[ok]])
             rows.append({
                 "ablation": ablation, "variant": variant, "task": task,
                 "metric": metric, "higher_is_better": higher, "chance": chance,
@@ -310,31 +375,39 @@ def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken
                 "norm_mean": norm_mean, "norm_ci_low": norm_low, "norm_ci_high": norm_high,
                 "norm_delta": norm_delta, "norm_delta_low": eq_low, "norm_delta_high": eq_high, "p_tost": p_tost,
                 "norm_delta_level": 1 - 2 * alpha if math.isfinite(eq_low) else math.nan,  # TOST's interval
-                "wall_seconds": float(cell["wall_seconds"].sum(min_count=1)),
-                "tokens_per_second": float(cell.loc[cell["status"] == "ok", "tokens_per_second"].mean()),
-                "n_params": float(cell["n_params"].median()),
+                "wall_seconds": _sum(column["wall_seconds"][cell]),
+                "tokens_per_second": _mean(column["tokens_per_second"][cell[ok]]),
+                "n_params": _median(column["n_params"][cell]),
             })
     columns = ["ablation", "variant", "task", "metric", "higher_is_better", "chance", "n_runs", "n_ok",
                "n_diverged", "n_pruned", "n_failed", "mean", "std", "ci_low", "ci_high", "mean_ok",
                "baseline_mean", "delta", "p_value", "p_holm", "test_note", "norm_mean", "norm_ci_low",
                "norm_ci_high", "norm_delta", "norm_delta_low", "norm_delta_high", "norm_delta_level", "p_tost",
                "verdict", "seeds_to_decide", "wall_seconds", "tokens_per_second", "n_params"]
-    cells = pd.DataFrame(rows)
-    if cells.empty:
+    if not rows:
         return pd.DataFrame(columns=columns)
-    cells["p_holm"] = np.nan
-    for _, index in cells.groupby("ablation", sort=False).groups.items():
-        cells.loc[index, "p_holm"] = holm(cells.loc[index, "p_value"].to_numpy())
-    cells["verdict"] = [
-        _verdict(r.variant, baseline, r.n_eff_, r.n_base_, r.n_diverged + r.n_failed, r.norm_mean, r.delta,
-                 r.p_holm, r.higher_is_better, r.norm_delta_low, r.norm_delta_high, alpha, broken_below, margin)
-        for r in cells.itertuples()]
+    p_values = np.array([r["p_value"] for r in rows], dtype=float)
+    p_holm = np.full(len(rows), np.nan)
+    by_ablation: dict = {}
+    for i, r in enumerate(rows):
+        by_ablation.setdefault(r["ablation"], []).append(i)
+    for index in by_ablation.values():
+        p_holm[index] = holm(p_values[index])
+    verdicts = []
+    for r, p in zip(rows, p_holm.tolist()):
+        verdicts.append(_verdict(r["variant"], baseline, r["n_eff_"], r["n_base_"], r["n_diverged"] + r["n_failed"],
+                                 r["norm_mean"], r["delta"], p, r["higher_is_better"], r["norm_delta_low"],
+                                 r["norm_delta_high"], alpha, broken_below, margin))
     # How many seeds would decide an inconclusive cell, if its observed difference and spreads were the truth; the
     # difference test at Holm's strictest level (alpha over the number of tested cells), TOST at alpha.
-    tested = max(1, int(cells["p_value"].notna().sum()))
-    needed = [(stats.seeds_to_decide(r.norm_delta, r.sd_, r.sd_base_, margin, alpha_difference=alpha / tested,
-                                     alpha_equivalence=alpha) if r.verdict == "inconclusive" else None)
-              for r in cells.itertuples()]
+    tested = max(1, int((~np.isnan(p_values)).sum()))
+    needed = [(stats.seeds_to_decide(r["norm_delta"], r["sd_"], r["sd_base_"], margin,
+                                     alpha_difference=alpha / tested, alpha_equivalence=alpha)
+               if verdict == "inconclusive" else None)
+              for r, verdict in zip(rows, verdicts)]
+    cells = pd.DataFrame(rows)
+    cells["p_holm"] = p_holm
+    cells["verdict"] = verdicts
     cells["seeds_to_decide"] = pd.array([pd.NA if v is None else int(v) for v in needed], dtype="Int64")
     order = _variant_order(runs, baseline)
     cells["_v"] = cells["variant"].map(order.index)
