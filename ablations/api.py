@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -330,11 +331,14 @@ def run(overrides: list[str] = (), *, quiet: bool = True) -> Outcome:
     _check_same_ablation(out, spec.name)
 
     manifest = _manifest_writer(command, config_hash(cfg))
+    began = time.monotonic()
 
     if not isinstance(spec, Suite):
         part = _part(out, spec, overrides, keys, quiet=quiet)
         _execute(part, tasks, lambda: manifest(out, spec, part.overrides), quiet=quiet)
-        return Outcome(out, _report(out))
+        report = _report(out)
+        _record_seconds(out, began)
+        return Outcome(out, report)
     # A suite: every part's cells are validated before the first part starts, then each part runs into its own
     # directory as its own `ablate run` would (resumable, with its own report), then the combined report.
     parts = []
@@ -347,9 +351,20 @@ def run(overrides: list[str] = (), *, quiet: bool = True) -> Outcome:
     for part in parts:
         if not quiet:
             print(f"part {part.ablation.name}: {part.ablation.description}", file=sys.stderr)
+        part_began = time.monotonic()
         _execute(part, tasks, lambda p=part: manifest(p.directory, p.ablation, p.overrides), quiet=quiet)
         _report(part.directory)
+        _record_seconds(part.directory, part_began)
+    _record_seconds(out, began)  # before the suite report, which states it
     return Outcome(out, _suite_report(out))
+
+
+def _record_seconds(directory: Path, began: float) -> None:
+    """The command's wall-clock time since `began` into the directory's manifest.json (`files.record_seconds`)."""
+    from ablations.store import files
+
+    if (Path(directory) / "manifest.json").exists():
+        files.record_seconds(directory, time.monotonic() - began)
 
 
 @_interruptible

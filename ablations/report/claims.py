@@ -237,10 +237,16 @@ def _failures(evidence: Evidence, part: str, variant: str) -> tuple[int, int]:
 
 def run_time(directory: Path) -> dict:
     """How long a claims run took: `compute` (the summed wall time of every run and tuning trial of every part,
-    from runs.csv and trials.csv) and `wall` (the first run's start to the last run's end, each run's end being
-    its result.json's modification time and its start that minus its wall_seconds; None when the timestamps are
-    not the run's own, as in a fresh clone, where they would put the whole run under its longest run)."""
+    from runs.csv and trials.csv) and `wall`: the wall-clock seconds that the `ablate run` commands which made the
+    directory recorded in its manifest.json, or, for a directory made before commands recorded them, the first
+    run's start to the last run's end (each run's end being its result.json's modification time and its start
+    that minus its wall_seconds), None when those timestamps are not the run's own, as in a fresh clone, where
+    they would put the whole run under its longest run."""
+    from ablations.store.files import command_seconds
+
     directory = Path(directory)
+    manifest_path = directory / "manifest.json"
+    recorded = command_seconds(json.loads(manifest_path.read_text())) if manifest_path.is_file() else None
     starts, ends, compute, longest = [], [], 0.0, 0.0
     for runs_csv in sorted(directory.glob("*/runs.csv")):
         runs = pd.read_csv(runs_csv)
@@ -257,6 +263,8 @@ def run_time(directory: Path) -> dict:
         trials = read_trials(runs_csv.parent)
         if trials is not None and "wall_seconds" in trials:
             compute += float(pd.to_numeric(trials["wall_seconds"], errors="coerce").fillna(0.0).sum())
+    if recorded is not None:
+        return {"compute": compute, "wall": recorded}
     wall = (max(ends) - min(starts)) if ends else None
     return {"compute": compute, "wall": wall if wall is not None and wall >= longest > 0 else None}
 

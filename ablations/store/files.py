@@ -376,7 +376,8 @@ def write_manifest(directory: Path, *, ablation, command: str, overrides: list[s
     if path.exists():
         try:
             previous = json.loads(path.read_text())
-            history = previous.get("history", []) + [{k: previous.get(k) for k in ("command", "created")}]
+            history = previous.get("history", []) + [{k: previous.get(k) for k in ("command", "created", "seconds")
+                                                      if k in previous}]
         except (json.JSONDecodeError, OSError):
             history = []
     write_json_atomic(path, {
@@ -385,6 +386,29 @@ def write_manifest(directory: Path, *, ablation, command: str, overrides: list[s
         "versions": versions(), "dependencies": dependency_versions(), "code": code_revision(),
         "hardware": hardware(), "history": history,
     })
+
+
+def record_seconds(directory: Path, seconds: float) -> None:
+    """Add to manifest.json how long the command that wrote it ran (wall-clock seconds, start to its report).
+
+    Why: a report states how long its results took to make. File times cannot say it once a directory is copied
+    or checked out (every file then carries the copy's time), and a resumed directory is made by several
+    commands: each keeps its own `seconds` in `history`, and `command_seconds` adds them up."""
+    path = Path(directory) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["seconds"] = round(float(seconds), 1)
+    write_json_atomic(path, manifest)
+
+
+def command_seconds(manifest: dict) -> float | None:
+    """The summed wall-clock seconds of the commands recorded in a manifest (its own and its `history`'s); None
+    when one of them ran before commands recorded their time, or never finished (interrupted), as its share is
+    then unknown."""
+    sessions = [*manifest.get("history", []), manifest]
+    seconds = [s.get("seconds") for s in sessions]
+    if not sessions or any(not isinstance(v, (int, float)) for v in seconds):
+        return None
+    return float(sum(seconds))
 
 
 def _version(dist: str) -> str | None:

@@ -35,9 +35,14 @@ def test_run_writes_the_grid_the_report_and_resumes(tmp_path, monkeypatch, capsy
     report = (tmp_path / "abl" / "report.md").read_text()
     assert "| baseline |" in report and "| no_residual |" in report and "copy (accuracy)" in report
 
-    # Running the same command again redoes nothing.
+    first = json.loads((tmp_path / "abl" / "manifest.json").read_text())["seconds"]
+    assert first > 0  # how long the command took, for the reports that state it
+
+    # Running the same command again redoes nothing, and keeps the first command's time in the history.
     assert main(["run", *argv[1:]]) == 0
     assert len(pd.read_csv(tmp_path / "abl" / "runs.csv")) == 3
+    manifest = json.loads((tmp_path / "abl" / "manifest.json").read_text())
+    assert manifest["history"][-1]["seconds"] == first and 0 < manifest["seconds"]
     # The same directory with another config is refused, in one line, before any work.
     assert main(["run", "-q", "task=copy", *TINY, "optim.lr=1e-2", "out=abl"]) == 2
     assert "different config" in capsys.readouterr().err

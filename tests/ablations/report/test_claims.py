@@ -254,3 +254,21 @@ def test_evidence_that_cannot_decide_gives_inconclusive(tmp_path):
     evidence = Evidence(root)
     for rule in (pre_vs_post, induction, grokking, short_first):
         assert rule(evidence).verdict == "inconclusive", rule.__name__
+
+
+def test_the_claims_report_states_the_time_its_commands_recorded_not_the_files_times(tmp_path):
+    """A copied or checked-out directory carries the copy's file times; the commands' own recorded seconds win."""
+    import os
+
+    from ablations.report.claims import run_time
+
+    root = claims_dir(tmp_path / "c", good=True)
+    for i, path in enumerate(sorted(root.rglob("result.json"))):  # a copy of it, then one more run resumed into it
+        os.utime(path, (1_000_000 + 300 * (i == 0),) * 2)
+    assert run_time(root)["wall"] == 301.0  # file times measure the copy, not the commands
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest.update(seconds=600.0, history=[{"command": "ablate run ablation=claims", "seconds": 1200.0}])
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    assert run_time(root)["wall"] == 1800.0
+    text = build_suite_report(root)["report_md"].read_text()
+    assert "The run took 30 min 00 s (1800 s) of wall-clock time" in text

@@ -118,3 +118,24 @@ def test_a_first_row_with_too_many_fields_is_reported(tmp_path):
     (tmp_path / "runs.csv").write_text(",".join(COLUMNS) + "\n" + ",".join(["x"] * (len(COLUMNS) + 3)) + "\n")
     with pytest.raises(ConfigError, match="corrupted"):
         read_runs(tmp_path)
+
+
+def test_each_command_keeps_its_seconds_and_a_resumed_directory_adds_them_up(tmp_path):
+    """manifest.json records how long each `ablate run` into the directory took; `command_seconds` sums them, and
+    says it does not know when one command ran before commands recorded their time."""
+    import json
+
+    from ablations.config.ablation import Ablation
+    from ablations.store.files import command_seconds, record_seconds, write_manifest
+
+    ablation = Ablation(name="a", description="", baseline="b", tasks=("copy",), seeds=(0,), variants={"b": ()})
+    write_manifest(tmp_path, ablation=ablation, command="ablate run", overrides=[], config_hash="h")
+    assert command_seconds(json.loads((tmp_path / "manifest.json").read_text())) is None  # still running
+    record_seconds(tmp_path, 12.34)
+    assert command_seconds(json.loads((tmp_path / "manifest.json").read_text())) == 12.3
+    write_manifest(tmp_path, ablation=ablation, command="ablate run seed=1", overrides=[], config_hash="h")
+    record_seconds(tmp_path, 7.0)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [h["seconds"] for h in manifest["history"]] == [12.3] and command_seconds(manifest) == 19.3
+    manifest["history"][0].pop("seconds")  # a command of code that did not record it
+    assert command_seconds(manifest) is None
