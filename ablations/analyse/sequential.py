@@ -409,7 +409,10 @@ def overlay(cells: pd.DataFrame, sequence: Sequence | None) -> pd.DataFrame:
     The normalised difference and its interval (`norm_delta`, `norm_delta_low`/`_high`, `p_tost`) become those of
     the look that judged the cell, on that look's seeds and at its alpha: the (1 - 2 alpha_k) interval whose
     position inside the margin is TOST at alpha_k (`norm_delta_level` says its coverage), so the interval shown is
-    the one the verdict read, not a fixed 90% one of every seed. `seeds_to_decide` of an undecided cell is at the
+    the one the verdict read, not a fixed 90% one of every seed. Likewise `p_value` becomes that look's Welch p,
+    `sequential_difference_alpha` the level it was compared with (the look's alpha over the cells), and `p_holm`
+    is left empty: a Holm correction of all seeds is not the test a sequential verdict follows, and printed beside
+    it (`worse`, p = 0.10 Holm) it would contradict it. `seeds_to_decide` of an undecided cell is at the
     alpha a further look would test at (`Sequence.next_alphas`), not the fixed-sample alpha. Without a sequence:
     unchanged."""
     from ablations.analyse import stats
@@ -427,7 +430,7 @@ def overlay(cells: pd.DataFrame, sequence: Sequence | None) -> pd.DataFrame:
     baselines = cells[cells["variant"] == sequence.baseline].set_index(["ablation", "task"])
     if "norm_delta_level" not in cells.columns:
         cells["norm_delta_level"] = math.nan
-    looks, seeds, alphas = [], [], []
+    looks, seeds, alphas, difference_alphas = [], [], [], []
     for index, row in cells.iterrows():
         key = (row["variant"], row["task"])
         d = decided.get(key)
@@ -435,10 +438,12 @@ def overlay(cells: pd.DataFrame, sequence: Sequence | None) -> pd.DataFrame:
             cells.at[index, "verdict"] = d.verdict if d else "inconclusive"
         if key in latest:
             look, entry = latest[key]
-            for column in ("norm_delta", "norm_delta_low", "norm_delta_high", "p_tost"):
+            for column in ("norm_delta", "norm_delta_low", "norm_delta_high", "p_tost", "p_value"):
                 value = entry.get(column)
                 cells.at[index, column] = math.nan if value is None else float(value)
             cells.at[index, "norm_delta_level"] = 1 - 2 * float(look["alpha"])
+            cells.at[index, "p_holm"] = math.nan
+        difference_alphas.append(float(latest[key][0]["difference_alpha"]) if key in latest else math.nan)
         if key in covered:
             needed = None
             if cells.at[index, "verdict"] == "inconclusive" and (row["ablation"], row["task"]) in baselines.index:
@@ -456,4 +461,5 @@ def overlay(cells: pd.DataFrame, sequence: Sequence | None) -> pd.DataFrame:
     cells["sequential_look"] = pd.array(looks, dtype="Int64")
     cells["sequential_seeds"] = pd.array(seeds, dtype="Int64")
     cells["sequential_alpha"] = alphas
+    cells["sequential_difference_alpha"] = difference_alphas
     return cells

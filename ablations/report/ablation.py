@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -76,11 +77,32 @@ def _mark(verdict: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- findings
+def _sequential(row) -> bool:
+    """Whether a sequential look (ablation.seeds=auto) judged the cell: its p is then that look's, not Holm's."""
+    return pd.notna(row.get("sequential_difference_alpha", math.nan))
+
+
+def _p_phrase(row) -> str:
+    """The difference test the verdict follows: `p=0.012 Holm`, or under ablation.seeds=auto the judging look's
+    Welch p and the level it was compared with (`p=0.00012 Welch at α = 0.00073`)."""
+    if _sequential(row):
+        value = row["p_value"]  # two significant digits: a look's level is often far below 0.001
+        shown = "p=—" if pd.isna(value) else f"p={value:.2g}"
+        return f"{shown} Welch at α = {row['sequential_difference_alpha']:.2g}"
+    return f"{p_equals(row['p_holm'])} Holm"
+
+
+def _significant(row) -> bool:
+    if _sequential(row):
+        return pd.notna(row["p_value"]) and row["p_value"] < row["sequential_difference_alpha"]
+    return pd.notna(row["p_holm"]) and row["p_holm"] < agg_mod.ALPHA
+
+
 def _cell_phrase(row, *, with_p: bool = True) -> str:
     metric = row["metric"].replace("_", " ")
     text = f"{row['task']} ({signed(row['delta'])} {metric}"
     if with_p:
-        text += f", {p_equals(row['p_holm'])} Holm"
+        text += f", {_p_phrase(row)}"
     bad = row["n_diverged"] + row["n_failed"]
     if bad:
         text += f", {bad}/{row['n_runs'] - row['n_pruned']} runs diverged/failed"
@@ -152,13 +174,13 @@ def findings(agg: Aggregate) -> list[str]:
         if len(rows):
             clauses.append(f"equivalent within ±{margin:g} on " + ", ".join(
                 f"{row['task']} ({_norm_interval(row)}"
-                + (f"; a significant difference ({p_equals(row['p_holm'])} Holm), but inside the margin"
-                   if pd.notna(row["p_holm"]) and row["p_holm"] < agg_mod.ALPHA else "") + ")"
+                + (f"; a significant difference ({_p_phrase(row)}), but inside the margin"
+                   if _significant(row) else "") + ")"
                 for _, row in rows.iterrows()))
         rows = own[own["verdict"] == "inconclusive"]
         if len(rows):
             clauses.append("inconclusive on " + ", ".join(
-                f"{row['task']} ({_norm_interval(row)}, {p_equals(row['p_holm'])} Holm; {_seeds_phrase(row)})"
+                f"{row['task']} ({_norm_interval(row)}, {_p_phrase(row)}; {_seeds_phrase(row)})"
                 for _, row in rows.iterrows()))
         rows = own[own["verdict"] == "untested"]
         if len(rows):
@@ -591,7 +613,10 @@ def _build(directory: Path, *, ablation: str | None = None, description: str | N
              "range, the difference to the baseline's mean, Welch's t-test against the baseline (raw and "
              "Holm-corrected p), the normalised score, the normalised difference with the 90% interval that the "
              f"equivalence test compares with ±{agg.margin:g}, the verdict, and for an inconclusive cell about how "
-             "many seeds per side would decide it.")
+             "many seeds per side would decide it."
+             + (" Under ablation.seeds=auto a judged cell's p (Welch), difference and interval are those of the look "
+                "that judged it, on that look's seeds, and p (Holm) is empty: that look's own level (Methods), not "
+                "Holm's correction over all seeds, decided it." if agg.sequence is not None else ""))
     doc.table(summary)
     if opt_table is not None:
         doc.heading(2, "Optimisability")

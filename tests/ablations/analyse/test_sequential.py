@@ -284,3 +284,26 @@ def test_the_runs_an_unfinished_look_awaits_are_not_stale():
     assert first.stale(_runs({k: v[:4] for k, v in full.items()})) == []   # seed 3: the next look's, awaited
     assert first.stale(_runs({k: v[:6] for k, v in full.items()})) == ["baseline x copy seed 5",
                                                                        "null x copy seed 5"]
+
+
+def test_a_judged_cell_shows_the_looks_welch_p_and_level_and_no_holm_p_that_would_contradict_it():
+    spec = {("baseline", "copy"): scores(0.80, 0.02, 8, 1), ("hurt", "copy"): scores(0.45, 0.03, 8, 2),
+            ("twin", "copy"): scores(0.80, 0.02, 8, 3)}
+    runs = _runs(spec)
+    design = _design(n_cells=2)
+    sequence = Sequence(design, "baseline", [("hurt", "copy"), ("twin", "copy")])
+    sequence.observe(runs)
+    cells = overlay(summarise(runs, "baseline"), sequence).set_index("variant")
+    look = summarise(runs[runs["seed"] < 3], "baseline").set_index("variant")  # the first look's 3 seeds
+    assert cells.loc["hurt", "p_value"] == pytest.approx(look.loc["hurt", "p_value"])
+    assert cells.loc["hurt", "p_value"] != pytest.approx(summarise(runs, "baseline").set_index("variant")
+                                                         .loc["hurt", "p_value"])
+    assert cells.loc["hurt", "sequential_difference_alpha"] == pytest.approx(design.difference_alpha(0))
+    assert math.isnan(cells.loc["hurt", "p_holm"]) and math.isnan(cells.loc["baseline", "sequential_difference_alpha"])
+    from ablations.report.ablation import _p_phrase
+
+    phrase = _p_phrase(cells.loc["hurt"])
+    assert phrase.startswith("p=") and f"Welch at α = {design.difference_alpha(0):.2g}" in phrase
+    assert "Holm" not in phrase
+    fixed = summarise(runs, "baseline").set_index("variant")
+    assert _p_phrase(fixed.loc["hurt"]).endswith(" Holm")  # without a sequence: the fixed-sample test
