@@ -578,9 +578,14 @@ def _build(directory: Path, *, ablation: str | None = None, description: str | N
         doc.para(agg.results.description)
     doc.para(f"Baseline: `{agg.baseline}`. Does removing or changing a component hurt, on which tasks, and how "
              "sure are we? Scores are normalised per task so that chance is 0 and the baseline is 1. Verdicts: "
-             "▲ better, ▼ worse (Welch t-test, Holm-corrected p < 0.05), ≈ equivalent (the 90% interval of the "
-             f"normalised difference lies within the margin of **±{agg.margin:g}**, i.e. ±{agg.margin:.0%} of the "
-             "chance-to-baseline range: TOST at α = 0.05; `report.margin` sets it), ? inconclusive (neither shown: "
+             + ("▲ better, ▼ worse (Welch t-test, Holm-corrected p < 0.05), ≈ equivalent (the 90% interval of the "
+                f"normalised difference lies within the margin of **±{agg.margin:g}**, i.e. ±{agg.margin:.0%} of the "
+                "chance-to-baseline range: TOST at α = 0.05; `report.margin` sets it)" if agg.sequence is None else
+                "▲ better, ▼ worse (Welch t-test at the judging look's α over the cells), ≈ equivalent (the "
+                f"interval of the normalised difference at the look's α lies within the margin of **±{agg.margin:g}**, "
+                f"i.e. ±{agg.margin:.0%} of the chance-to-baseline range: TOST; `report.margin` sets it); seeds "
+                "chosen by data, each look at its share of α = 0.05 (Methods)")
+             + ", ? inconclusive (neither shown: "
              "not significant is not no effect), ✗ broken (near chance or mostly diverged), · untested (fewer than "
              "2 runs on a side).")
     doc.heading(2, "Findings")

@@ -31,10 +31,16 @@ LAYER_DIAGNOSTICS = (
 )
 
 
-def verdict_legend(margin: float) -> str:
-    """What the marks of the heatmap mean, with the equivalence margin of this report."""
-    return (f"▲ better   ▼ worse   (Welch t-test vs baseline, Holm-corrected p < 0.05)   ≈ equivalent (90% CI of "
-            f"the normalised difference within ±{margin:g}: TOST)\n? inconclusive (neither shown)   "
+def verdict_legend(margin: float, sequential: bool = False) -> str:
+    """What the marks of the heatmap mean, with the equivalence margin of this report; `sequential`: the verdicts
+    of ablation.seeds=auto, each tested at its look's share of alpha (the report's Methods give the levels)."""
+    if sequential:
+        tests = ("▲ better   ▼ worse   (Welch t-test vs baseline at the look's α over the cells)   ≈ equivalent "
+                 f"(TOST within ±{margin:g} at the look's α)")
+    else:
+        tests = ("▲ better   ▼ worse   (Welch t-test vs baseline, Holm-corrected p < 0.05)   ≈ equivalent (90% CI "
+                 f"of the normalised difference within ±{margin:g}: TOST)")
+    return (f"{tests}\n? inconclusive (neither shown)   "
             f"✗ broken (normalised score < {BROKEN_BELOW:g} or most runs diverged/failed)   "
             f"· untested (< 2 runs on a side)")
 
@@ -155,7 +161,7 @@ def resilience_heatmap(agg: Aggregate, path: Path) -> Path | None:
     ax.tick_params(axis="y", rotation=0)
     ax.set_title(f"{agg.results.ablation}: normalised score per task (chance = 0, {agg.baseline} = 1)",
                  fontsize=11)
-    figure.supxlabel(verdict_legend(agg.margin), fontsize=8, color="0.25")
+    figure.supxlabel(verdict_legend(agg.margin, agg.sequence is not None), fontsize=8, color="0.25")
     return save_figure(figure, path)
 
 
