@@ -238,7 +238,11 @@ def _training(out: Path) -> int:
     return sum(1 for d in (out / "runs").glob("*/*/s*") if not (d / "result.json").exists())
 
 
-LONG = [*TINY, "trainer.max_steps=400", "ablation.seeds=[0,1]", "task=copy", "~ablation.variants.post_norm",
+#: Three runs, not two: the parent trains from the start, while its spawned helper first imports torch and Lightning
+#: (seconds); with two runs, a helper slower than one run found the grid finished and the two never trained at once.
+#: With three, a helper that arrives before the parent has finished two runs still finds one (and at most one run
+#: is recorded before both train, as the tests assert).
+LONG = [*TINY, "trainer.max_steps=400", "ablation.seeds=[0,1,2]", "task=copy", "~ablation.variants.post_norm",
         "~ablation.variants.no_residual"]
 
 
