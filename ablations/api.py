@@ -188,10 +188,12 @@ def _check_same_ablation(directory: Path, name: str) -> None:
                           f"for {name}")
 
 
-def _execute(part: _Part, tasks, started, *, quiet: bool, wait: bool = True, work: bool = True) -> bool:
+def _execute(part: _Part, tasks, started, *, quiet: bool, wait: bool = True, work: bool = True,
+             plans=None) -> bool:
     """Claim and do the part's units (with sweep.workers-1 helper processes); True when all are done. Without
-    `work`, only validate, write the manifest and open the storage (for workers elsewhere to claim from)."""
-    plans = _plans(part, tasks)
+    `work`, only validate, write the manifest and open the storage (for workers elsewhere to claim from).
+    `plans`: the part's `_plans`, where the caller has made them already (a suite validates every part first)."""
+    plans = _plans(part, tasks) if plans is None else plans
     if part.ablation.adaptive:
         return _execute_adaptive(part, plans, started, quiet=quiet, wait=wait, work=work)
     return _execute_units(part, plans, list(part.seeds), started, quiet=quiet, wait=wait, work=work)
@@ -344,15 +346,16 @@ def run(overrides: list[str] = (), *, quiet: bool = True) -> Outcome:
     parts = []
     for name, ablation in spec.parts.items():
         part = _part(out / name, ablation, overrides, keys, quiet=quiet)
-        _plans(part, tasks)
+        plans = _plans(part, tasks)  # kept: planning composes every cell again (a large part of a second each)
         _check_same_ablation(part.directory, ablation.name)
-        parts.append(part)
+        parts.append((part, plans))
     manifest(out, spec, overrides)
-    for part in parts:
+    for part, plans in parts:
         if not quiet:
             print(f"part {part.ablation.name}: {part.ablation.description}", file=sys.stderr)
         part_began = time.monotonic()
-        _execute(part, tasks, lambda p=part: manifest(p.directory, p.ablation, p.overrides), quiet=quiet)
+        _execute(part, tasks, lambda p=part: manifest(p.directory, p.ablation, p.overrides), quiet=quiet,
+                 plans=plans)
         _report(part.directory)
         _record_seconds(part.directory, part_began)
     _record_seconds(out, began)  # before the suite report, which states it

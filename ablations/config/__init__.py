@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -377,8 +378,36 @@ def _compose(overrides: list[str]) -> DictConfig:
     if key not in _COMPOSED:
         if len(_COMPOSED) > 1024:
             _COMPOSED.clear()
-        _COMPOSED[key] = _compose_uncached(_task_defaults(overrides) + list(overrides), shown=list(overrides))
+        composed = _reseeded(overrides)
+        if composed is None:
+            composed = _compose_uncached(_task_defaults(overrides) + list(overrides), shown=list(overrides))
+        _COMPOSED[key] = composed
     return copy.deepcopy(_COMPOSED[key])
+
+
+_SEED = re.compile(r"seed=(0|[1-9][0-9]*)")
+
+
+def _reseeded(overrides: list[str]) -> DictConfig | None:
+    """The compose of `overrides` whose last is `seed=N` (N as Hydra reads it: a plain decimal integer), as the
+    compose of the others with `seed` set to N; None when the last override is not one, or the others do not
+    compose (the full compose then says why, naming every override).
+
+    Why: every unit of a cell is composed at its own seed (ablations/execute/worker.py), and a Hydra compose costs
+    about 0.1 s; Hydra applies value overrides in order after the config groups are merged, so the last one, on a
+    plain top-level key, is the same as setting that key on the compose of the others (an interpolation of `seed`
+    elsewhere resolves when read, to the new value)."""
+    match = _SEED.fullmatch(overrides[-1]) if overrides else None
+    if match is None:
+        return None
+    try:
+        composed = _compose(list(overrides[:-1]))
+    except ConfigError:
+        return None
+    if "seed" not in composed:
+        return None
+    composed.seed = int(match.group(1))
+    return composed
 
 
 _TASK_DEFAULTS: dict[tuple, list[str]] = {}
