@@ -51,6 +51,13 @@ def finite(values) -> np.ndarray:
 
 
 def _t(df: float, level: float) -> float:
+    """`scipy.stats.t.ppf(level, df)`. Why not call it always: its argument checks cost about 30 times the quantile
+    itself, and `seeds_to_decide` takes dozens per cell at every look of a sequential replay. Where those checks
+    pass (0 < level < 1, df > 0), `t.ppf` is `special.stdtrit(df, level) * 1 + 0`, so this is the same number."""
+    if 0 < level < 1 and df > 0:
+        from scipy import special
+
+        return float(special.stdtrit(df, level) * 1.0 + 0.0)
     from scipy import stats  # lazily: scipy is slow to import
 
     return float(stats.t.ppf(level, df))
@@ -112,8 +119,25 @@ def _nct_sf(x: float, df: float, shift: float) -> float:
     normal approximation of T - shift is accurate."""
     from scipy import stats
 
-    value = float(stats.nct.sf(x, df, shift)) if math.isfinite(df) else math.nan
+    if math.isfinite(df) and df > 0 and math.isfinite(x) and math.isfinite(shift):
+        value = _nct_sf_value(x, df, shift)
+    else:
+        value = float(stats.nct.sf(x, df, shift)) if math.isfinite(df) else math.nan
     return value if math.isfinite(value) else float(stats.norm.sf(x - shift))
+
+
+def _nct_sf_value(x: float, df: float, shift: float) -> float:
+    """`scipy.stats.nct.sf(x, df, shift)` for finite x and shift and finite df > 0, where its argument checks pass
+    and it is its `_sf`, the clipped special function (the same number at a small part of the cost); scipy's own
+    call where that function is not where this scipy keeps it."""
+    try:
+        from scipy.special._ufuncs import _nct_sf
+    except ImportError:
+        from scipy import stats
+
+        return float(stats.nct.sf(x, df, shift))
+    with np.errstate(over="ignore"):
+        return float(np.clip(_nct_sf(x, df, shift), 0, 1))
 
 
 def _power_difference(delta: float, sd_a: float, sd_b: float, n: int, alpha: float) -> float:
