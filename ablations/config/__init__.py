@@ -353,7 +353,7 @@ def _check_overrides(overrides: list[str]) -> None:
             if value not in group_options(key):
                 raise ConfigError(f"unknown {key} '{value}'{closest(str(value), group_options(key))}; "
                                   f"valid: {', '.join(group_options(key))}")
-    base = _compose(group_choices)
+    base = _composed(group_choices)  # only read
     for o in parsed:
         key = o.key_or_group
         if key in GROUPS or o.is_add() or o.is_force_add():
@@ -373,7 +373,14 @@ _COMPOSED: dict[tuple, DictConfig] = {}
 
 def _compose(overrides: list[str]) -> DictConfig:
     """Hydra's compose, memoised per process: a grid composes the same few override lists many times (to
-    validate every cell, then to run it), and each compose reads every YAML file again (about 0.3 s)."""
+    validate every cell, then to run it), and each compose reads every YAML file again (about 0.3 s). A copy:
+    the caller may change it."""
+    return copy.deepcopy(_composed(overrides))
+
+
+def _composed(overrides: list[str]) -> DictConfig:
+    """The memoised compose itself, for callers that only read it (a copy of a large config, such as a suite's,
+    costs about 10 ms)."""
     key = (str(user_conf_dir()), tuple(overrides))
     if key not in _COMPOSED:
         if len(_COMPOSED) > 1024:
@@ -382,7 +389,7 @@ def _compose(overrides: list[str]) -> DictConfig:
         if composed is None:
             composed = _compose_uncached(_task_defaults(overrides) + list(overrides), shown=list(overrides))
         _COMPOSED[key] = composed
-    return copy.deepcopy(_COMPOSED[key])
+    return _COMPOSED[key]
 
 
 _SEED = re.compile(r"seed=(0|[1-9][0-9]*)")
@@ -522,7 +529,7 @@ def _task_max_steps(overrides: list[str], cfg: DictConfig) -> int:
     own = [o for o in overrides if o.lstrip("+~").partition("=")[0].strip() != "trainer.max_steps"]
     if len(own) == len(overrides):
         return int(cfg.trainer.max_steps)
-    base = _compose(_group_choices(parse_overrides(own)))
+    base = _composed(_group_choices(parse_overrides(own)))  # only read
     if not OmegaConf.is_interpolation(base.trainer, "max_steps"):
         return int(base.trainer.max_steps)
     return int(_compose(own).trainer.max_steps)
