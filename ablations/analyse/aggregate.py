@@ -405,11 +405,17 @@ def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken
                                      alpha_difference=alpha / tested, alpha_equivalence=alpha)
                if verdict == "inconclusive" else None)
               for r, verdict in zip(rows, verdicts)]
-    cells = pd.DataFrame(rows)
-    cells["p_holm"] = p_holm
-    cells["verdict"] = verdicts
-    cells["seeds_to_decide"] = pd.array([pd.NA if v is None else int(v) for v in needed], dtype="Int64")
     order = _variant_order(runs, baseline)
+    for r, p, verdict, n in zip(rows, p_holm.tolist(), verdicts, needed):
+        r.update(p_holm=p, verdict=verdict, seeds_to_decide=pd.NA if n is None else int(n))
+    if all(isinstance(r["ablation"], str) for r in rows):  # sorted here, as sort_values below sorts them
+        rank = {variant: i for i, variant in enumerate(order)}
+        rows.sort(key=lambda r: (r["ablation"], rank[r["variant"]]))
+        cells = pd.DataFrame(rows, columns=columns)
+        cells["seeds_to_decide"] = pd.array(cells["seeds_to_decide"].tolist(), dtype="Int64")
+        return cells
+    cells = pd.DataFrame(rows)
+    cells["seeds_to_decide"] = pd.array(cells["seeds_to_decide"].tolist(), dtype="Int64")
     cells["_v"] = cells["variant"].map(order.index)
     cells = cells.sort_values(["ablation", "_v"], kind="stable").drop(columns="_v").reset_index(drop=True)
     return cells[columns]
