@@ -224,7 +224,10 @@ class Sequence:
         if self.done():
             return []
         n = self.next_seeds()
-        look = self._look_runs(runs, n)
+        return self._lacking(self._look_runs(runs, n), n)
+
+    def _lacking(self, look: pd.DataFrame, n: int) -> list[str]:
+        """`missing`, given the look's runs (`_look_runs` at its `n` seeds)."""
         have = {(v, t, int(s)) for v, t, s in zip(look["variant"], look["task"], look["seed"])}
         pending = self.pending()
         sides = list(dict.fromkeys([*[(self.baseline, t) for _, t in pending], *pending]))
@@ -234,19 +237,26 @@ class Sequence:
         """Make the next look on `runs` (runs.csv of the ablation, any seeds: only those below the look's count
         are read); returns each open cell's verdict, None where it stays open. Raises ValueError when a run the
         look needs is missing: a look on part of its data would not be the planned one."""
-        from ablations.analyse.aggregate import summarise
-
         if self.done():
             raise ValueError("the sequential design is finished: no look is left")
-        lacking = self.missing(runs)
+        n = self.next_seeds()
+        look = self._look_runs(runs, n)
+        lacking = self._lacking(look, n)
         if lacking:
             raise ValueError(f"look {self.look + 1} needs runs that are missing: {', '.join(lacking[:5])}"
                              f"{' ...' if len(lacking) > 5 else ''}")
+        return self._observe(look)
+
+    def _observe(self, look: pd.DataFrame) -> dict[tuple[str, str], str | None]:
+        """`observe`, given the look's runs (`_look_runs` at the next look's seeds), none of them lacking. Why
+        apart: `replay` selects a look's runs once, to check them and to judge them (a Monte Carlo replays
+        thousands of looks)."""
+        from ablations.analyse.aggregate import summarise
+
         k, n = self.look, self.next_seeds()
         alpha, alpha_difference = self.design.alphas[k], self.design.difference_alpha(k)
         last = k == len(self.design.looks) - 1
         pending = self.pending()
-        look = self._look_runs(runs, n)
         table = (summarise(look, self.baseline, alpha=alpha, margin=self.design.margin).set_index(["variant", "task"])
                  if pending else None)
         verdicts: dict[tuple[str, str], str | None] = {}
@@ -378,8 +388,12 @@ def _judge(row, alpha_difference: float) -> str | None:
 def replay(runs: pd.DataFrame, baseline: str, design: Design, cells: list[tuple[str, str]]) -> Sequence:
     """The sequence `runs` gives under `design`: every look whose runs are all present, in order."""
     sequence = Sequence(design, baseline, list(cells))
-    while not sequence.done() and not sequence.missing(runs):
-        sequence.observe(runs)
+    while not sequence.done():
+        n = sequence.next_seeds()
+        look = sequence._look_runs(runs, n)  # selected once: to check that every run is there, then to judge
+        if sequence._lacking(look, n):
+            break
+        sequence._observe(look)
     return sequence
 
 
