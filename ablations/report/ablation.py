@@ -418,7 +418,7 @@ def sequential_methods(agg: Aggregate) -> list[str]:
     record = agg.sequence  # None also when a later fixed-seed command made it stale (a data note says so)
     if record is None:
         return []
-    return [f"**Seeds chosen by data.** {record.design.methods()} {record.outcome()}"]
+    return [f"{record.design.methods()} {record.outcome()}"]  # methods() opens with its own bold label
 
 
 def methods(agg: Aggregate) -> list[str]:
