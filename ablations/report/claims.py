@@ -417,7 +417,7 @@ def _score_row(evidence: Evidence, runs: pd.DataFrame, part: str, variant: str) 
        "Pre-norm replaced post-norm because it optimises more easily: post-norm needs learning-rate warmup and "
        "fails more often as depth grows.",
        "depth",
-       "All at learning rate 1e-2 with Adam(0.9, 0.98), normalised scores (chance 0, perfect 1), 5 seeds. "
+       "All at learning rate 1e-2 with Adam(0.9, 0.98), normalised scores (chance 0, perfect 1), 10 seeds. "
        "gap(L) = mean pre-norm − post-norm at L layers without warmup, with its 95% interval. Post-norm is "
        "*harder to optimise* if gap(8) lies above 0; *depth* makes it worse if gap(8) − gap(2) lies above 0; "
        "*warmup* helps it if gap(8) − gap(8, 100 warmup steps) lies above 0. Supported if harder to optimise "
