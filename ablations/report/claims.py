@@ -237,8 +237,8 @@ def _failures(evidence: Evidence, part: str, variant: str) -> tuple[int, int]:
 
 def run_time(directory: Path) -> dict:
     """How long a claims run took: `compute` (the summed wall time of every run and tuning trial of every part,
-    from runs.csv and trials.csv) and `wall`: the wall-clock seconds that the `ablate run` commands which made the
-    directory recorded in its manifest.json, or, for a directory made before commands recorded them, the first
+    from runs.csv and trials.csv), `wall`: the wall-clock seconds that the `ablate run` commands which made the
+    directory recorded in its manifest.json (and `commands`, how many they were), or, for a directory made before commands recorded them, the first
     run's start to the last run's end (each run's end being its result.json's modification time and its start
     that minus its wall_seconds), None when those timestamps are not the run's own, as in a fresh clone, where
     they would put the whole run under its longest run."""
@@ -264,9 +264,9 @@ def run_time(directory: Path) -> dict:
         if trials is not None and "wall_seconds" in trials:
             compute += float(pd.to_numeric(trials["wall_seconds"], errors="coerce").fillna(0.0).sum())
     if recorded is not None:
-        return {"compute": compute, "wall": recorded}
+        return {"compute": compute, "wall": recorded[0], "commands": recorded[1]}
     wall = (max(ends) - min(starts)) if ends else None
-    return {"compute": compute, "wall": wall if wall is not None and wall >= longest > 0 else None}
+    return {"compute": compute, "wall": wall if wall is not None and wall >= longest > 0 else None, "commands": None}
 
 
 # ------------------------------------------------------------------------------------------------ claim 1

@@ -88,6 +88,8 @@ def _claims(doc: Document, directory: Path, title: str, manifest: dict, errors: 
     took = run_time(directory)
     wall = (f"{duration(took['wall'])} of wall-clock time" if took["wall"] else
             "an unknown wall-clock time (the run directories no longer carry their own timestamps)")
+    if (took.get("commands") or 1) > 1:
+        wall += f" over {took['commands']} `ablate run` commands (each later one resumed it)"
     doc.para(f"The run took {wall}; its runs and tuning trials together ran for {duration(took['compute'])}.")
     doc.heading(2, "Verdicts")
     doc.table(pd.DataFrame([{"claim": f"{c.number}. {c.title}", "verdict": VERDICT_MARKS[v.verdict],

@@ -400,15 +400,15 @@ def record_seconds(directory: Path, seconds: float) -> None:
     write_json_atomic(path, manifest)
 
 
-def command_seconds(manifest: dict) -> float | None:
-    """The summed wall-clock seconds of the commands recorded in a manifest (its own and its `history`'s); None
-    when one of them ran before commands recorded their time, or never finished (interrupted), as its share is
-    then unknown."""
+def command_seconds(manifest: dict) -> tuple[float, int] | None:
+    """The summed wall-clock seconds of the commands recorded in a manifest (its own and its `history`'s), and how
+    many commands they were; None when one of them ran before commands recorded their time, or never finished
+    (interrupted), as its share is then unknown."""
     sessions = [*manifest.get("history", []), manifest]
     seconds = [s.get("seconds") for s in sessions]
-    if not sessions or any(not isinstance(v, (int, float)) for v in seconds):
+    if any(not isinstance(v, (int, float)) for v in seconds):
         return None
-    return float(sum(seconds))
+    return float(sum(seconds)), len(sessions)
 
 
 def _version(dist: str) -> str | None:

@@ -271,4 +271,4 @@ def test_the_claims_report_states_the_time_its_commands_recorded_not_the_files_t
     (root / "manifest.json").write_text(json.dumps(manifest))
     assert run_time(root)["wall"] == 1800.0
     text = build_suite_report(root)["report_md"].read_text()
-    assert "The run took 30 min 00 s (1800 s) of wall-clock time" in text
+    assert "The run took 30 min 00 s (1800 s) of wall-clock time over 2 `ablate run` commands" in text

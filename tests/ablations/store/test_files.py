@@ -132,10 +132,10 @@ def test_each_command_keeps_its_seconds_and_a_resumed_directory_adds_them_up(tmp
     write_manifest(tmp_path, ablation=ablation, command="ablate run", overrides=[], config_hash="h")
     assert command_seconds(json.loads((tmp_path / "manifest.json").read_text())) is None  # still running
     record_seconds(tmp_path, 12.34)
-    assert command_seconds(json.loads((tmp_path / "manifest.json").read_text())) == 12.3
+    assert command_seconds(json.loads((tmp_path / "manifest.json").read_text())) == (12.3, 1)
     write_manifest(tmp_path, ablation=ablation, command="ablate run seed=1", overrides=[], config_hash="h")
     record_seconds(tmp_path, 7.0)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert [h["seconds"] for h in manifest["history"]] == [12.3] and command_seconds(manifest) == 19.3
+    assert [h["seconds"] for h in manifest["history"]] == [12.3] and command_seconds(manifest) == (19.3, 2)
     manifest["history"][0].pop("seconds")  # a command of code that did not record it
     assert command_seconds(manifest) is None
