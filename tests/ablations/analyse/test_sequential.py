@@ -216,15 +216,19 @@ def pd_na():
 
 
 # ------------------------------------------------------------- the interval shown is the one the look tested
+def _judged_once(spec: dict):
+    """The runs of `spec`, a design over its non-baseline cells, and the cells table after the first look."""
+    runs, design = _runs(spec), _design(n_cells=len(spec) - 1)
+    sequence = Sequence(design, "baseline", [key for key in spec if key[0] != "baseline"])
+    sequence.observe(runs)
+    return runs, design, sequence, overlay(summarise(runs, "baseline"), sequence).set_index("variant")
+
+
 def test_a_decided_cell_shows_the_looks_interval_at_its_alpha_and_an_open_one_its_seeds_at_the_next_alpha():
     spec = {("baseline", "copy"): scores(0.80, 0.02, 8, 1), ("twin", "copy"): scores(0.80, 0.02, 8, 3),
             ("noisy", "copy"): scores(0.78, 0.08, 8, 5)}
-    runs = _runs(spec)
-    design = _design(n_cells=2)
-    sequence = Sequence(design, "baseline", [("twin", "copy"), ("noisy", "copy")])
-    sequence.observe(runs)
+    runs, design, sequence, cells = _judged_once(spec)
     alpha = design.alphas[0]
-    cells = overlay(summarise(runs, "baseline"), sequence).set_index("variant")
     # the interval of the first look: its 3 seeds per side at 1 - 2 alpha_1, not 90% over all 8 seeds
     look = summarise(runs[runs["seed"] < 3], "baseline", alpha=alpha).set_index("variant")
     fixed = summarise(runs, "baseline").set_index("variant")
@@ -289,11 +293,7 @@ def test_the_runs_an_unfinished_look_awaits_are_not_stale():
 def test_a_judged_cell_shows_the_looks_welch_p_and_level_and_no_holm_p_that_would_contradict_it():
     spec = {("baseline", "copy"): scores(0.80, 0.02, 8, 1), ("hurt", "copy"): scores(0.45, 0.03, 8, 2),
             ("twin", "copy"): scores(0.80, 0.02, 8, 3)}
-    runs = _runs(spec)
-    design = _design(n_cells=2)
-    sequence = Sequence(design, "baseline", [("hurt", "copy"), ("twin", "copy")])
-    sequence.observe(runs)
-    cells = overlay(summarise(runs, "baseline"), sequence).set_index("variant")
+    runs, design, _, cells = _judged_once(spec)
     look = summarise(runs[runs["seed"] < 3], "baseline").set_index("variant")  # the first look's 3 seeds
     assert cells.loc["hurt", "p_value"] == pytest.approx(look.loc["hurt", "p_value"])
     assert cells.loc["hurt", "p_value"] != pytest.approx(summarise(runs, "baseline").set_index("variant")
