@@ -17,7 +17,7 @@ import pandas as pd
 from ablations.analyse import stats
 from ablations.analyse.aggregate import BROKEN_BELOW, MARKS, Aggregate, normalised_runs, read_curves
 from ablations.analyse.diagnostics import MOMENTS, depth_profile, read_diagnostics, read_training_loss
-from ablations.report.toolkit import (figure_style, legend_outside, new_figure, palette, panel_figure,
+from ablations.report.toolkit import (figure_style, legend_outside, new_figure, num, palette, panel_figure,
                                       save_figure, write_bytes_atomic)
 
 #: the training loss is a cross-entropy, never negative: the range its bands are clipped to
@@ -123,7 +123,7 @@ def resilience_heatmap(agg: Aggregate, path: Path) -> Path | None:
             row = row.iloc[0]
             values[i, j] = row["norm_mean"]
             bad = row["n_diverged"] + row["n_failed"]
-            shown = "n/a" if not math.isfinite(row["norm_mean"]) else f"{row['norm_mean']:.2f}"
+            shown = "n/a" if not math.isfinite(row["norm_mean"]) else num(row["norm_mean"], 2)
             text[i, j] = f"{shown} {MARKS.get(row['verdict'], '')}".strip()
             if bad:
                 kind = ("diverged" if row["n_failed"] == 0 else "failed" if row["n_diverged"] == 0
@@ -133,9 +133,9 @@ def resilience_heatmap(agg: Aggregate, path: Path) -> Path | None:
         if len(res):
             res = res.iloc[0]
             values[i, -1] = res["resilience"]
-            text[i, -1] = "n/a" if not math.isfinite(res["resilience"]) else f"{res['resilience']:.2f}"
+            text[i, -1] = "n/a" if not math.isfinite(res["resilience"]) else num(res["resilience"], 2)
             if math.isfinite(res["ci_low"]):
-                text[i, -1] += f"\n[{res['ci_low']:.2f}, {res['ci_high']:.2f}]"
+                text[i, -1] += f"\n[{num(res['ci_low'], 2)}, {num(res['ci_high'], 2)}]"
     finite = values[np.isfinite(values)]
     vmax = max(1.5, float(finite.max()) if len(finite) else 1.5)
     width = min(3.0 + 1.7 * len(columns), 22)

@@ -51,10 +51,14 @@ def _missing(value) -> bool:
 
 
 def num(value, digits: int = 3) -> str:
-    """`0.912`, with a true minus sign; `—` for a missing or non-finite value."""
+    """`0.912`, with a true minus sign; `—` for a missing or non-finite value. A value that rounds to zero is
+    `0.00`, not `−0.00` (a sign the shown digits cannot back)."""
     if _missing(value):
         return "—"
-    return f"{value:.{digits}f}".replace("-", "−")
+    text = f"{value:.{digits}f}"
+    if text.startswith("-") and float(text) == 0:
+        text = text[1:]
+    return text.replace("-", "−")
 
 
 def signed(value, digits: int = 3) -> str:

@@ -66,5 +66,6 @@ def test_tables_are_written_as_csv_and_tex(tmp_path):
 
 def test_numbers_as_text():
     assert num(-0.5) == "−0.500" and num(float("nan")) == "—" and num(None) == "—"
+    assert num(-0.004, 2) == "0.00" and num(-0.005001, 2) == "−0.01"  # no sign that the shown digits cannot back
     assert signed(0.25, 2) == "+0.25" and signed(float("inf")) == "—"
     assert markdown_table(pd.DataFrame({"c": ["a\nb"]})).splitlines()[-1] == "| a b |"
