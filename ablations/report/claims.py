@@ -238,15 +238,16 @@ def _failures(evidence: Evidence, part: str, variant: str) -> tuple[int, int]:
 def run_time(directory: Path) -> dict:
     """How long a claims run took: `compute` (the summed wall time of every run and tuning trial of every part,
     from runs.csv and trials.csv), `wall`: the wall-clock seconds that the `ablate run` commands which made the
-    directory recorded in its manifest.json (and `commands`, how many they were), or, for a directory made before commands recorded them, the first
-    run's start to the last run's end (each run's end being its result.json's modification time and its start
-    that minus its wall_seconds), None when those timestamps are not the run's own, as in a fresh clone, where
-    they would put the whole run under its longest run."""
+    directory recorded in its manifest.json (and `commands`, how many they were), or, for a directory made before
+    commands recorded them, the first run's start to the last run's end (each run's end being its result.json's
+    modification time and its start that minus its wall_seconds), None when those timestamps are not the run's
+    own, as in a fresh clone, where they would put the whole run under its longest run."""
+    from ablations.store.directory import ResultsDir
     from ablations.store.files import command_seconds
 
     directory = Path(directory)
-    manifest_path = directory / "manifest.json"
-    recorded = command_seconds(json.loads(manifest_path.read_text())) if manifest_path.is_file() else None
+    manifest = ResultsDir(directory).manifest()  # checked: a corrupted one is a one-line error naming it
+    recorded = command_seconds(manifest) if manifest is not None else None
     starts, ends, compute, longest = [], [], 0.0, 0.0
     for runs_csv in sorted(directory.glob("*/runs.csv")):
         runs = pd.read_csv(runs_csv)
