@@ -75,6 +75,15 @@ class Position(nn.Module):
         return None
 
 
+def check_positive(options, *names: str) -> None:
+    """For a component's `Options.__post_init__`: each named option must be a positive integer. A ValueError, which
+    `ModelConfig` turns into one line naming the option (`model.options.<name>: ...`)."""
+    for name in names:
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 # The built-in variants register themselves when their files are imported; importing them here (after every name
 # above exists, so their own `from models.components import ...` succeeds) means that whoever reaches a registry,
 # by whatever import path, finds every built-in in it (`models/__init__` imports nothing up front).

@@ -21,6 +21,18 @@ POOLS = ("mean", "cls")
 #: Fields added after results were first recorded, with their defaults: `to_dict` leaves each out while it holds
 #: its default, so the configs and hashes (study names, run hashes) of everything recorded before it are unchanged.
 LATER_FIELDS = {"init": "normal", "short_conv": 0}
+#: Fields that moved out of ModelConfig into the `Options` of the components that use them (issue #19): each
+#: former field, the default it had, and the option(s) of each component it became. `memory_size` meant three
+#: things (tokens or slots, a cache length, a top-k that was also a number of kept segments); each memory now
+#: names its own. A config written with a former field is read with it moved (`current_form`), and hashes are
+#: taken over the shape configs had before the move (`ModelConfig.hash_form`), so the study names and run hashes
+#: of results directories written before it are unchanged and they resume.
+MOVED_FIELDS: dict[str, tuple[int, dict[str, tuple[str, ...]]]] = {
+    "window": (16, {"local": ("window",)}),
+    "n_features": (64, {"performer": ("n_features",)}),
+    "memory_size": (8, {"tokens": ("n_tokens",), "persistent": ("n_slots",), "recurrent": ("n_tokens",),
+                        "xl": ("cache_len",), "knn": ("top_k", "kept_segments")}),
+}
 
 
 @dataclass(frozen=True)
@@ -42,22 +54,19 @@ class ModelConfig:
     init: str = "normal"       # how weights are drawn (registry `init`: normal, gpt2, torch, xavier, small)
     short_conv: int = 0        # width K of a causal depthwise convolution on each attention input (0: none)
     attention: str = "softmax"   # token mixing (registry `attention`)
-    window: int = 16           # `local` attention: how many recent positions each query reads
-    n_features: int = 64       # `performer` attention: random features per head
     ffn: str = "mlp"           # per-token branch (registry `ffn`)
     position: str = "learned"  # positional information (registry `position`)
     memory: str = "none"       # memory module (registry `memory`)
-    memory_size: int = 8       # memory tokens / slots / cached positions, depending on `memory`
     segment_len: int = 0       # segment-wise processing for recurrent/xl/knn memory (0: whole sequence)
     pool: str = "mean"         # how a per-sequence head reads the sequence: mean over positions or a class token
     tie_head: bool = False     # share the token embedding with a per-token output head
     # Per-component options: component name -> values for its `Options` dataclass, e.g.
-    # `+model.options.sigmoid_gate.gate=elementwise`. Filled with the defaults of every selected component that
-    # declares `Options`, so result.json and the config hash record the values a run actually used.
+    # `+model.options.local.window=4`. Filled with the defaults of every selected component that declares
+    # `Options`, so result.json and the config hash record the values a run actually used.
     options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ("d_model", "n_layers", "n_heads", "d_ff", "window", "n_features", "memory_size"):
+        for name in ("d_model", "n_layers", "n_heads", "d_ff"):
             _check_int(name, getattr(self, name), minimum=1)
         for name in ("kv_heads", "segment_len", "short_conv"):
             _check_int(name, getattr(self, name), minimum=0)
@@ -119,7 +128,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        """Strict construction: an unknown key is an error naming the closest valid one."""
+        """Strict construction: an unknown key is an error naming the closest valid one. A former field
+        (`MOVED_FIELDS`, as configs recorded before the move hold it) is read as the option it became."""
+        values = current_form(values)
         known = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in known:
@@ -139,11 +150,65 @@ class ModelConfig:
                 del values[name]
         return values
 
+    def hash_form(self) -> dict:
+        """`to_dict` in the shape configs had before `MOVED_FIELDS` moved into options: what run and study hashes
+        are taken over, so that those of directories written before the move are unchanged. Each former field
+        holds the value of the selected component's option, or its old default where no selected component has
+        it. An option that shape cannot express (kNN's `top_k` and `kept_segments` set apart) stays in
+        `options`, which gives that config a hash of its own."""
+        values = self.to_dict()
+        options = {name: dict(held) for name, held in values.pop("options", {}).items()}
+        for field, (default, owners) in MOVED_FIELDS.items():
+            values[field] = default
+            for component, names in owners.items():
+                held = options.get(component, {})
+                if names[0] in held and all(held.get(name) == held[names[0]] for name in names):
+                    values[field] = held[names[0]]
+                    for name in names:
+                        del held[name]
+        options = {name: held for name, held in options.items() if held}
+        if options:
+            values["options"] = options
+        return values
+
     def selected(self) -> dict[str, type]:
         """Every component class this config selects, by name."""
         chosen = {getattr(self, f): registry.get(getattr(self, f)) for f, registry in REGISTRIES.items()}
         chosen.update({name: RESIDUAL.get(name) for name in self.residuals})
         return chosen
+
+
+def current_form(values: dict) -> dict:
+    """A model config's values with each former field (`MOVED_FIELDS`) moved to the options it became, for the
+    components it selects; a former field that no selected component uses is dropped, as it changed nothing.
+
+    Why: result.json files, manifests and ablation files written before the move hold `window`, `n_features` and
+    `memory_size`; they must still be read, and mean what they meant. A former field and its option set to two
+    different values is an error, as one of them would be ignored."""
+    if not any(field in values for field in MOVED_FIELDS):
+        return values
+    values = dict(values)
+    given = values.get("options") or {}
+    options = {name: dict(held) if isinstance(held, dict) else held
+               for name, held in (given.items() if isinstance(given, dict) else ())}
+    chosen = {values.get(field) for field in REGISTRIES}
+    for field, (_, owners) in MOVED_FIELDS.items():
+        if field not in values:
+            continue
+        value = values.pop(field)
+        for component, names in owners.items():
+            held = options.setdefault(component, {}) if component in chosen else None
+            if not isinstance(held, dict) or not isinstance(given, dict):
+                continue  # not selected; or options that are not a mapping, which `resolve_options` names
+            for name in names:
+                if name in held and held[name] != value:
+                    raise ConfigError(f"model.{field}={value!r} (its former name) and "
+                                      f"model.options.{component}.{name}={held[name]!r} set one option twice; "
+                                      f"keep model.options.{component}.{name}")
+                held[name] = value
+    if isinstance(given, dict) and options:
+        values["options"] = options
+    return values
 
 
 def resolve_options(cfg: ModelConfig) -> dict:

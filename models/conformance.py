@@ -29,7 +29,7 @@ from models.registry import Registry
 from models.transformer import build_model
 
 #: A small config: 2 heads of width 8, so that head-wise code paths are exercised.
-BASE = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, memory_size=3)
+BASE = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32)
 BATCH, TIME, VOCAB = 2, 8, 11
 CUT = 5  # causality: positions >= CUT are perturbed, outputs < CUT must not move
 #: What an attention may provide and a position or memory may need: the words config validation understands.

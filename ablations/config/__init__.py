@@ -22,7 +22,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ablations import require_own_packages
 
@@ -264,7 +264,7 @@ class RunConfig:
         model on a held-out probe batch (no randomness, no update), so switching them does not change the hash; a
         stacked run computes what the run alone would (ablations/execute/stack.py), so `trainer.stack` and its engine
         do not either."""
-        values = self.to_dict()
+        values = {**self.to_dict(), "model": self.model.hash_form()}  # the shape before options moved (#19)
         values["trainer"] = {k: v for k, v in without_later_defaults("trainer", values["trainer"]).items()
                              if k not in NEUTRAL_TRAINER_KEYS}
         values["optim"] = without_later_defaults("optim", values["optim"])
@@ -541,8 +541,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
     `size=<name>` applies the task's preset for that size (`sizes.<name>`: `standard_size` unless its task file
     states an exception) before the command-line overrides, so that an explicit `trainer.max_steps=` still
     wins."""
-    _check_overrides(list(overrides))
-    cfg = _compose(list(overrides))
+    overrides = _former_names(list(overrides))
+    _check_overrides(overrides)
+    cfg = _compose(overrides)
     if cfg.sizes.get("standard") is None:
         cfg.sizes.standard = standard_size(_task_max_steps(list(overrides), cfg))
     sizes = cfg.sizes
@@ -554,8 +555,35 @@ def compose_config(overrides: list[str]) -> DictConfig:
         _check_overrides(preset + list(overrides))
         cfg = _compose(preset + list(overrides))
         cfg.sizes = sizes
+    _move_former_fields(cfg)
     _check_resolves(cfg)
     return cfg
+
+
+def _former_names(overrides: list[str]) -> list[str]:
+    """The overrides, with each that sets a former model field (`model.window=4`; models/config.py, MOVED_FIELDS)
+    made `++`: the model's file no longer has those keys, and `_move_former_fields` moves each to the option it
+    became once composed. Why: manifests (which `ablate worker` composes again), ablation files and commands
+    written before the move must still run, and mean what they meant."""
+    from models.config import MOVED_FIELDS
+
+    if not any(field in text for text in overrides for field in MOVED_FIELDS):  # the common case, without parsing
+        return overrides
+    former = {f"model.{field}" for field in MOVED_FIELDS}
+    return [f"++{o.input_line}" if o.key_or_group in former and not (o.is_add() or o.is_force_add() or o.is_delete())
+            else o.input_line for o in parse_overrides(overrides)]
+
+
+def _move_former_fields(cfg: DictConfig) -> None:
+    """A composed config whose model holds a former field (set by `_former_names`, or by a user's model file
+    written before the move) gets it moved into `model.options` (`models.config.current_form`)."""
+    from models.config import MOVED_FIELDS, current_form
+
+    model = cfg.get("model")
+    if isinstance(model, DictConfig) and any(field in model for field in MOVED_FIELDS):
+        moved = OmegaConf.create(current_form(OmegaConf.to_container(model, resolve=True)))
+        with open_dict(cfg):
+            cfg.model = moved
 
 
 def _check_resolves(cfg: DictConfig) -> None:

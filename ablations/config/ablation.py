@@ -300,14 +300,14 @@ def _kind_variants(data: dict) -> dict:
     extra = data.get("extra") or {}
     if not hasattr(extra, "items"):
         raise ConfigError(f"ablation {name}: ablation.extra must map a {kind} name to a list of overrides, e.g. "
-                          f"local: [model.window=8]")
+                          f"local: [+model.options.local.window=8]")
     for variant, overrides in extra.items():
         if variant not in registry:
             raise ConfigError(f"ablation {name}: ablation.extra names {kind} '{variant}', which is not registered; "
                               f"valid: {', '.join(registry.names())}")
         if not _is_list(overrides) or not all(isinstance(o, str) for o in overrides):
             raise ConfigError(f"ablation {name}: ablation.extra.{variant} must be a list of overrides, e.g. "
-                              f"[model.window=8], got {overrides!r}")
+                              f"[+model.options.local.window=8], got {overrides!r}")
     own = data.get("variants") or {}
     if not hasattr(own, "items"):
         raise ConfigError(f"ablation {name}: variants must map each name to a list of overrides, "

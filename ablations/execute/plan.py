@@ -80,7 +80,7 @@ def plan_cells(ablation: Ablation, user_overrides: list[str], tasks=None, tuned=
             # a directory written before them still resumes its studies (`without_later_defaults`).
             trainer = without_later_defaults("trainer", dataclasses.asdict(run_cfg.trainer))
             optim = without_later_defaults("optim", dataclasses.asdict(run_cfg.optim))
-            digest = _hash({"model": run_cfg.model.to_dict(), "task": run_cfg.task,
+            digest = _hash({"model": run_cfg.model.hash_form(), "task": run_cfg.task,
                             "trainer": {k: v for k, v in trainer.items() if k not in NEUTRAL_TRAINER_KEYS},
                             "optim": {k: v for k, v in optim.items() if k not in skip}})
             direction = "maximize" if TASKS.get(task_name(task)).higher_is_better else "minimize"

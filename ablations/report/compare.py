@@ -82,12 +82,17 @@ def manifest_difference(a: ResultSet, b: ResultSet, names: tuple[str, str]) -> p
 
 
 def _run_settings(results: ResultSet) -> dict[str, dict[str, set[str]]]:
-    """variant -> setting -> the values its runs used (from each run's result.json `config`; the seed left out)."""
+    """variant -> setting -> the values its runs used (from each run's result.json `config`; the seed left out). A
+    model config recorded before its former fields moved into options (models/config.py, MOVED_FIELDS) is read as
+    it would be written now, so that two sets made before and after the move differ only where the runs did."""
     from ablations.report.cost import read_result
+    from models.config import current_form
 
     out: dict[str, dict[str, set[str]]] = {}
     for run in results.runs.to_dict("records"):
         config = read_result(results.directory, run).get("config") or {}
+        if isinstance(config.get("model"), dict):
+            config = {**config, "model": current_form(config["model"])}
         settings = out.setdefault(run["variant"], {})
         for key, value in flatten({k: v for k, v in config.items() if k != "seed"}).items():
             settings.setdefault(key, set()).add(value)

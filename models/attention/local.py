@@ -1,24 +1,34 @@
 """Local (sliding-window) attention: softmax attention in which each query reads only nearby positions.
 
-Why: it asks how much of attention's benefit needs long range at all. A causal query reads the `model.window` most
+Why: it asks how much of attention's benefit needs long range at all. A causal query reads the `window` most
 recent positions, itself included; a bidirectional query reads positions j with |i - j| < window. Memory slots
 (`prefix`) are always visible. The band is a mask on the full score matrix, computed by
 `F.scaled_dot_product_attention`: the arithmetic is still quadratic in length (`linear_time = False`), the
 ablation is about what the model can see, not about speed. Supports `causal`, `rotate`, `score_bias`, `prefix`.
+Option: `+model.options.local.window=4` (default 16; `model.window` before it was an option).
 """
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 
 from models.attention._base import MultiHeadAttention, softmax_weights, visible
-from models.components import ATTENTION
+from models.components import ATTENTION, check_positive
 
 
 @ATTENTION.register("local")
 class LocalAttention(MultiHeadAttention):
     provides = frozenset({"causal", "rotate", "score_bias", "prefix"})
 
+    @dataclass(frozen=True)
+    class Options:
+        window: int = 16  # how many recent positions a causal query reads, itself included
+
+        def __post_init__(self):
+            check_positive(self, "window")
+
     def __init__(self, cfg, causal: bool):
         super().__init__(cfg, causal)
-        self.window = cfg.window
+        self.window = cfg.component_options(self).window
 
     def mix(self, q, k, v, *, bias, n_prefix):
         # Beltagy et al., 2020, https://arxiv.org/abs/2004.05150 (Longformer): a sliding window of width `window`

@@ -3,7 +3,8 @@
 Why: unlike `linear`, which swaps softmax for a different kernel, FAVOR+ estimates the softmax kernel itself,
 exp(q.k / sqrt(d)) = E_w[phi(q) phi(k)] with phi(x) = exp(w.x - |x|^2 / 2), w ~ N(0, I), and the estimate
 becomes exact as the number of features grows; it then reuses the O(T) sums of linear attention. The ablation
-asks how much of softmax attention a cheap unbiased estimate keeps, at `model.n_features` features per head.
+asks how much of softmax attention a cheap unbiased estimate keeps, at `n_features` random features per head
+(`+model.options.performer.n_features=128`; default 64, `model.n_features` before it was an option).
 
 The projection is drawn once, at construction, from a private generator seeded by one draw from torch's global
 generator (so a run's seed fixes it, like the weights) and kept as a buffer (saved with the model); it is never
@@ -15,12 +16,13 @@ magnitudes where the random-feature estimate is useless anyway. Supports `causal
 initial state, exact); not `score_bias`.
 """
 import math
+from dataclasses import dataclass
 
 import torch
 
 from models.attention._base import MultiHeadAttention
 from models.attention._kernel import kernel_mix, no_score_bias
-from models.components import ATTENTION
+from models.components import ATTENTION, check_positive
 
 
 def orthogonal_gaussian(n_features: int, dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -41,11 +43,19 @@ class PerformerAttention(MultiHeadAttention):
     linear_time = True
     eps = 1e-6
 
+    @dataclass(frozen=True)
+    class Options:
+        n_features: int = 64  # random features per head: the estimate's variance falls as 1 / n_features
+
+        def __post_init__(self):
+            check_positive(self, "n_features")
+
     def __init__(self, cfg, causal: bool):
         super().__init__(cfg, causal)
         seed = int(torch.randint(0, 2**62, ()).item())
         generator = torch.Generator().manual_seed(seed)
-        self.register_buffer("projection", orthogonal_gaussian(cfg.n_features, self.head_dim, generator))
+        n_features = cfg.component_options(self).n_features
+        self.register_buffer("projection", orthogonal_gaussian(n_features, self.head_dim, generator))
 
     def features(self, x: torch.Tensor, query: bool) -> torch.Tensor:
         x = x.float() * self.head_dim ** -0.25  # so that phi(q).phi(k) estimates exp(q.k / sqrt(head_dim))

@@ -17,8 +17,7 @@ class StandInBlocks(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         # A plain config of the same shape: the checked memory's cfg may hold its own options
-        plain = ModelConfig(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
-                            memory_size=cfg.memory_size)
+        plain = ModelConfig(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff)
         self.attn = ATTENTION.get("softmax")(plain, True)
         self.position = Position(cfg, 64)
 
@@ -36,15 +35,17 @@ def run(module, x, cfg):
     return module(x, blocks.run)
 
 
-TEMPLATE = '''import torch
+TEMPLATE = '''from dataclasses import dataclass
+
+import torch
 from torch import nn
 
-from models.components import MEMORY
+from models.components import MEMORY, check_positive
 
 
 @MEMORY.register("$name")  # select with model.memory=$name
 class $Class(nn.Module):
-    """model.memory_size learned key/value slots in every attention layer (edit `forward` for your idea).
+    """n_slots learned key/value slots in every attention layer (edit `forward` for your idea).
 
     forward(h, run_blocks) wraps the whole trunk: run_blocks(h, prefix_fn) runs every block, and
     prefix_fn(layer_index, block, h_in) may return extra (keys, values) that every query of that layer reads,
@@ -54,9 +55,17 @@ class $Class(nn.Module):
     needs = frozenset({"prefix"})  # the attention must accept memory slots
     segmented = False  # True if it needs model.segment_len (state carried from one segment to the next)
 
+    @dataclass(frozen=True)
+    class Options:  # set with +model.options.$name.n_slots=16; unknown keys are errors
+        n_slots: int = 8
+
+        def __post_init__(self):
+            check_positive(self, "n_slots")
+
     def __init__(self, cfg):
         super().__init__()
-        shape = (cfg.n_layers, cfg.n_heads, cfg.memory_size, cfg.d_model // cfg.n_heads)
+        n_slots = cfg.component_options(self).n_slots
+        shape = (cfg.n_layers, cfg.n_heads, n_slots, cfg.d_model // cfg.n_heads)
         self.keys = nn.Parameter(torch.randn(shape) * 0.02)
         self.values = nn.Parameter(torch.randn(shape) * 0.02)
 

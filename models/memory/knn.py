@@ -6,12 +6,12 @@ each head decide how much to trust it (Wu et al., 2022).
 
 The input is split into segments of `segment_len` positions, processed in order. In every layer with attention:
 - the local attention runs unchanged on the segment (following the model's causality);
-- each query also retrieves its exact top-k (k = `memory_size`) keys among the stored keys of earlier segments by
+- each query also retrieves its exact top-k (k = `top_k`) keys among the stored keys of earlier segments by
   dot product and attends over those k alone (softmax with the attention's 1/sqrt(head_dim) scale);
 - per head, the two results are mixed as `g * memory + (1 - g) * local` with `g = sigmoid(gate)` a learned scalar
   (initially 0.5), before the attention's output projection;
 - afterwards the segment's keys and values are appended to the layer's memory, detached (no gradient flows into
-  the past), keeping the most recent `memory_size * segment_len` positions (that many segments).
+  the past), keeping the most recent `kept_segments * segment_len` positions.
 This is implemented per query, as in the paper, not through the shared `prefix` (which would give every query the
 same slots): a forward hook on `block.attn.qkv` records the queries/keys/values, and a forward pre-hook on
 `block.attn.out_proj` replaces the per-head local output by the gated mix. It therefore needs no attention
@@ -23,11 +23,16 @@ not normalised; stored and retrieved keys carry no position (queries/keys are ta
 score bias applies to them). The memory is reset at every forward call (no memory across batches). In the first
 segment the memory is empty and the layer is plain local attention, so the gates get gradient only from inputs
 longer than one segment.
+
+Options: `+model.options.knn.top_k=4` and `+model.options.knn.kept_segments=16` (default 8 each; both were
+`model.memory_size` before they were options).
 """
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from models.components import MEMORY
+from models.components import MEMORY, check_positive
 
 
 def retrieve(q, keys, values, k: int):
@@ -43,10 +48,19 @@ class KNNMemory(nn.Module):
     needs = frozenset()
     segmented = True
 
+    @dataclass(frozen=True)
+    class Options:
+        top_k: int = 8  # stored keys each query retrieves
+        kept_segments: int = 8  # how many past segments the memory keeps
+
+        def __post_init__(self):
+            check_positive(self, "top_k", "kept_segments")
+
     def __init__(self, cfg):
         super().__init__()
-        self.segment_len, self.k = cfg.segment_len, cfg.memory_size
-        self.capacity = cfg.memory_size * cfg.segment_len
+        options = cfg.component_options(self)
+        self.segment_len, self.k = cfg.segment_len, options.top_k
+        self.capacity = options.kept_segments * cfg.segment_len
         self.gate = nn.Parameter(torch.zeros(cfg.n_layers, cfg.n_heads))  # sigmoid(0) = 0.5: equal mix at start
 
     def forward(self, h, run_blocks):

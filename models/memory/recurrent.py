@@ -16,11 +16,16 @@ Limitations: the state is reset at every forward call (no memory across batches)
 position, and a position variant that rotates or biases inside attention restarts at every segment and counts
 the read tokens as the first positions; with a windowed attention (`local`) narrower than the segment plus the
 memory, late positions cannot reach the read tokens and the write tokens see only the end of the segment.
+
+Option: `+model.options.recurrent.n_tokens=16`, the memory's size in tokens (default 8; `model.memory_size` before
+it was an option).
 """
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from models.components import MEMORY
+from models.components import MEMORY, check_positive
 
 
 @MEMORY.register("recurrent")
@@ -28,10 +33,17 @@ class RecurrentMemory(nn.Module):
     needs = frozenset()
     segmented = True
 
+    @dataclass(frozen=True)
+    class Options:
+        n_tokens: int = 8  # memory tokens read and written by every segment
+
+        def __post_init__(self):
+            check_positive(self, "n_tokens")
+
     def __init__(self, cfg):
         super().__init__()
         self.segment_len = cfg.segment_len
-        self.initial = nn.Parameter(torch.randn(1, cfg.memory_size, cfg.d_model) * 0.02)
+        self.initial = nn.Parameter(torch.randn(1, cfg.component_options(self).n_tokens, cfg.d_model) * 0.02)
 
     def forward(self, h, run_blocks):
         m = self.initial.shape[1]

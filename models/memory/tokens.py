@@ -1,4 +1,4 @@
-"""Memory tokens: `memory_size` learned vectors prepended to the sequence in every forward pass.
+"""Memory tokens: `n_tokens` learned vectors prepended to the sequence in every forward pass.
 
 Why: a few extra positions give the model a place to store and exchange global information without touching
 the attention itself, so it works with every attention variant (it needs no capability). Every position can
@@ -11,22 +11,33 @@ also read the whole sequence.
 
 Limitations: the memory tokens carry no position of their own (the input positions are added before the memory
 runs); a position variant that rotates queries/keys or biases scores inside attention sees a sequence that is
-`memory_size` longer, with the memory tokens at its first positions; and a windowed attention (`local`) lets
+`n_tokens` longer, with the memory tokens at its first positions; and a windowed attention (`local`) lets
 only the first positions of a long sequence reach them.
+
+Option: `+model.options.tokens.n_tokens=16` (default 8; `model.memory_size` before it was an option).
 """
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from models.components import MEMORY
+from models.components import MEMORY, check_positive
 
 
 @MEMORY.register("tokens")
 class MemoryTokens(nn.Module):
     needs = frozenset()
 
+    @dataclass(frozen=True)
+    class Options:
+        n_tokens: int = 8  # learned memory tokens
+
+        def __post_init__(self):
+            check_positive(self, "n_tokens")
+
     def __init__(self, cfg):
         super().__init__()
-        self.tokens = nn.Parameter(torch.randn(1, cfg.memory_size, cfg.d_model) * 0.02)
+        self.tokens = nn.Parameter(torch.randn(1, cfg.component_options(self).n_tokens, cfg.d_model) * 0.02)
 
     def forward(self, h, run_blocks):
         m = self.tokens.shape[1]

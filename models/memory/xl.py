@@ -2,14 +2,14 @@
 
 Why: caching the previous segments' hidden states (without gradient) extends the context of every layer beyond
 the segment at the cost of a cache, and the reach grows with depth: layer l's cache was itself computed with a
-cache, so information travels up to about `n_layers * memory_size` positions back.
+cache, so information travels up to about `n_layers * cache_len` positions back.
 
 The input is split into segments of `segment_len` positions, processed in order. For each layer the cache holds
-the last `memory_size` positions of the *attention input* of earlier segments (the stream after the norm for a
+the last `cache_len` positions of the *attention input* of earlier segments (the stream after the norm for a
 pre-norm block, captured with a forward pre-hook on `block.attn`), detached. The layer turns it into keys and
 values with its own current key/value projection, and they are given to the attention as always-visible
 `prefix` slots. Within a segment attention follows the model's causality; earlier segments are always in the past.
-With causal attention and `memory_size` >= the sequence length the result equals running the whole sequence
+With causal attention and `cache_len` >= the sequence length the result equals running the whole sequence
 at once (tested).
 
 Limitations:
@@ -20,12 +20,16 @@ Limitations:
 - The cached positions are always visible: a windowed attention (`local`) limits only the segment's own keys.
 - The cache is reset at every forward call (no memory across batches), and cached keys/values get no gradient
   with respect to the states that produced them (the projection weights still get one).
+
+Option: `+model.options.xl.cache_len=16` (default 8; `model.memory_size` before it was an option).
 """
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.components import MEMORY
+from models.components import MEMORY, check_positive
 
 
 @MEMORY.register("xl")
@@ -33,9 +37,16 @@ class TransformerXLMemory(nn.Module):
     needs = frozenset({"prefix"})
     segmented = True
 
+    @dataclass(frozen=True)
+    class Options:
+        cache_len: int = 8  # cached positions per layer
+
+        def __post_init__(self):
+            check_positive(self, "cache_len")
+
     def __init__(self, cfg):
         super().__init__()
-        self.segment_len, self.size = cfg.segment_len, cfg.memory_size
+        self.segment_len, self.size = cfg.segment_len, cfg.component_options(self).cache_len
 
     @staticmethod
     def keys_values(attn, x):
@@ -52,7 +63,7 @@ class TransformerXLMemory(nn.Module):
         return k, v
 
     def forward(self, h, run_blocks):
-        cache: dict[int, torch.Tensor] = {}  # layer -> (batch, <= memory_size, d_model), detached
+        cache: dict[int, torch.Tensor] = {}  # layer -> (batch, <= cache_len, d_model), detached
         handles = {}
 
         def capture(i):

@@ -23,8 +23,16 @@ SKIPPED = [name for name in ATTENTION.names() if getattr(ATTENTION.get(name), "s
 MODES = pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
 
 
+#: The built-in attentions' own options (each in its `Options`): a test sets them for every variant at once, and
+#: each variant takes only its own (as the `model.window` of old did).
+OWN = {"local": ("window",), "performer": ("n_features",)}
+
+
 def config(name="softmax", **changes) -> ModelConfig:
-    return dataclasses.replace(CFG, attention=name, **changes)
+    """CFG with attention `name`; `window` and `n_features` are the variant's options where it has them."""
+    own = {key: changes.pop(key) for key in [k for k in changes if k in {o for v in OWN.values() for o in v}]}
+    options = {key: value for key, value in own.items() if key in OWN.get(name, ())}
+    return dataclasses.replace(CFG, attention=name, options={name: options} if options else {}, **changes)
 
 
 def attention(name, causal=True, seed=0, **changes):

@@ -7,7 +7,7 @@ import pytest
 
 import models  # noqa: F401  (registers every variant)
 from models.components import REGISTRIES
-from models.config import LATER_FIELDS, ModelConfig
+from models.config import LATER_FIELDS, MOVED_FIELDS, ModelConfig, current_form
 from models.errors import ConfigError
 
 FIELDS = [f.name for f in dataclasses.fields(ModelConfig)]
@@ -42,8 +42,7 @@ def test_unknown_key_names_the_closest_valid_one():
     assert "\n" not in message
 
 
-SIZES = [name for name in ("d_model", "n_layers", "n_heads", "d_ff", "window", "n_features", "memory_size")
-         if name in FIELDS]
+SIZES = ["d_model", "n_layers", "n_heads", "d_ff"]
 COUNTS = [name for name in ("kv_heads", "segment_len") if name in FIELDS]  # 0 allowed: "off" / "default"
 
 
@@ -164,3 +163,74 @@ def test_a_segmented_memory_needs_a_segment_length(monkeypatch):
 def test_nan_residual_scale_is_rejected():
     with pytest.raises(ConfigError, match="model.residual_scale"):
         ModelConfig(residual_scale=float("nan"))
+
+
+# --- the fields that moved into components' options (#19) ----------------------------------------------------
+
+#: Each built-in that took over a former field, with a config selecting it (a segmented memory needs segments)
+OWNERS = {"local": {"attention": "local"}, "performer": {"attention": "performer"}, "tokens": {"memory": "tokens"},
+          "persistent": {"memory": "persistent"}, "recurrent": {"memory": "recurrent", "segment_len": 8},
+          "xl": {"memory": "xl", "segment_len": 8}, "knn": {"memory": "knn", "segment_len": 8}}
+OLD_DEFAULTS = {"window": 16, "n_features": 64, "memory_size": 8}
+
+
+def test_the_former_fields_are_gone_and_each_owner_declares_its_options_with_the_old_default():
+    assert not set(MOVED_FIELDS) & set(FIELDS)
+    assert {field: default for field, (default, _) in MOVED_FIELDS.items()} == OLD_DEFAULTS
+    owners = {owner: names for _, (_, by_owner) in MOVED_FIELDS.items() for owner, names in by_owner.items()}
+    assert set(owners) == set(OWNERS)
+    for owner, names in owners.items():
+        options = ModelConfig(**OWNERS[owner]).options[owner]
+        field = next(f for f, (_, by_owner) in MOVED_FIELDS.items() if owner in by_owner)
+        assert {name: options[name] for name in names} == dict.fromkeys(names, OLD_DEFAULTS[field])
+
+
+def _old_shape(**values) -> dict:
+    """A model config as result.json recorded it before the move: every former field at top level."""
+    return {**ModelConfig().to_dict(), **OLD_DEFAULTS, **values}
+
+
+@pytest.mark.parametrize("owner", list(OWNERS))
+def test_a_config_written_before_the_move_reads_as_its_option_and_hashes_as_before(owner):
+    field = next(f for f, (_, by_owner) in MOVED_FIELDS.items() if owner in by_owner)
+    old = _old_shape(**OWNERS[owner], **{field: 3})
+    cfg = ModelConfig.from_dict(old)
+    names = MOVED_FIELDS[field][1][owner]
+    assert cfg.options[owner] == dict.fromkeys(names, 3)
+    assert cfg.hash_form() == old  # the shape (and so the hash) of the run recorded before the move
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg  # and the new shape reads back as itself
+
+
+def test_a_former_field_that_no_selected_component_uses_is_dropped():
+    cfg = ModelConfig.from_dict(_old_shape())  # softmax, no memory: the three old defaults changed nothing
+    assert cfg == ModelConfig() and "options" not in cfg.to_dict()
+    assert cfg.hash_form() == _old_shape()
+    assert current_form({"attention": "softmax", "window": 4}) == {"attention": "softmax"}
+
+
+def test_the_old_shape_cannot_hold_knn_top_k_apart_from_its_kept_segments_so_that_config_keeps_its_options():
+    together = ModelConfig(memory="knn", segment_len=8, options={"knn": {"top_k": 4, "kept_segments": 4}})
+    apart = ModelConfig(memory="knn", segment_len=8, options={"knn": {"top_k": 4, "kept_segments": 16}})
+    assert together.hash_form()["memory_size"] == 4 and "options" not in together.hash_form()
+    assert apart.hash_form()["options"] == {"knn": {"top_k": 4, "kept_segments": 16}}
+    assert apart.hash_form() != together.hash_form()
+
+
+def test_a_former_field_and_its_option_set_apart_is_one_line():
+    with pytest.raises(ConfigError) as info:
+        ModelConfig.from_dict({"attention": "local", "window": 4, "options": {"local": {"window": 5}}})
+    assert str(info.value) == ("model.window=4 (its former name) and model.options.local.window=5 set one option "
+                               "twice; keep model.options.local.window")
+    # the same value twice is one setting
+    assert ModelConfig.from_dict({"attention": "local", "window": 4, "options": {"local": {"window": 4}}}).options \
+        == {"local": {"window": 4}}
+
+
+@pytest.mark.parametrize("owner", list(OWNERS))
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_the_moved_options_must_be_positive_integers(owner, value):
+    name = next(names for _, (_, by_owner) in MOVED_FIELDS.items() for o, names in by_owner.items() if o == owner)[0]
+    with pytest.raises(ConfigError) as info:
+        ModelConfig(**OWNERS[owner], options={owner: {name: value}})
+    assert str(info.value).startswith(f"model.options.{owner}")
+    assert "\n" not in str(info.value)

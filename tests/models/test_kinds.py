@@ -81,7 +81,9 @@ def test_capabilities_say_what_a_class_declares():
     softmax = attention.registry.get("softmax")
     assert attention.capabilities(softmax) == "provides causal,prefix,rotate,score_bias; O(T^2)"
     assert attention.capabilities(attention.registry.get("none")) == "removes the sublayer"
-    assert memory.capabilities(memory.registry.get("recurrent")).split("; ")[-1] == "needs segment_len"
+    assert memory.capabilities(memory.registry.get("recurrent")).split("; ")[-2:] == ["needs segment_len",
+                                                                                     "options n_tokens"]
+    assert attention.capabilities(attention.registry.get("local")).endswith("; options window")
     assert ffn.capabilities(ffn.registry.get("mlp")) == ""  # nothing declared: `ablate list -v` prints '-'
 
 

@@ -17,15 +17,21 @@ from models.transformer import build_model
 
 VOCAB = 11
 SEG = 8
-TINY = ModelConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, memory_size=4)
+TINY = ModelConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32)
+SIZE = 4  # every memory's size in these tests (tokens, slots, cached positions, top-k and kept segments)
+#: Each built-in memory's size options (its own `Options`)
+SIZE_OPTIONS = {"tokens": ("n_tokens",), "persistent": ("n_slots",), "recurrent": ("n_tokens",), "xl": ("cache_len",),
+                "knn": ("top_k", "kept_segments")}
 NAMES = MEMORY.names()
 SEGMENTED = [name for name in NAMES if getattr(MEMORY.get(name), "segmented", False)]
 CARRIERS = ["knn", "recurrent", "xl"]  # memories that carry information from one segment to the next
 
 
-def tiny(memory, **changes) -> ModelConfig:
+def tiny(memory, size=SIZE, **changes) -> ModelConfig:
+    """The tiny config with `memory`, each of its size options at `size`."""
     segment_len = SEG if getattr(MEMORY.get(memory), "segmented", False) else 0
-    return dataclasses.replace(TINY, **{"memory": memory, "segment_len": segment_len, **changes})
+    options = {memory: dict.fromkeys(SIZE_OPTIONS[memory], size)} if memory in SIZE_OPTIONS else {}
+    return dataclasses.replace(TINY, **{"memory": memory, "segment_len": segment_len, "options": options, **changes})
 
 
 def tokens(batch=3, time=24, seed=0):
@@ -162,7 +168,7 @@ def test_prefix_memory_needs_an_attention_that_provides_prefix():
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
 @pytest.mark.parametrize("name", CARRIERS)
 def test_early_segment_reaches_a_later_segment(name, causal):
-    cfg = tiny(name, memory_size=SEG)  # xl: the cache spans one segment, so segment 0 reaches segment 2 via layer 1
+    cfg = tiny(name, size=SEG)  # xl: the cache spans one segment, so segment 0 reaches segment 2 via layer 1
     model = model_for(cfg, causal=causal)
     x = tokens(batch=2, time=24)
     assert max_diff(model, x, change(x, 0, SEG), slice(2 * SEG, 3 * SEG)) > 1e-4
@@ -178,7 +184,7 @@ def test_segments_are_processed_in_order(name):
 
 
 def _segment2_input_gradient(name):
-    model = model_for(tiny(name, memory_size=SEG))
+    model = model_for(tiny(name, size=SEG))
     x = tokens(batch=2, time=24)
     h = model.position.embed(model.embed(x)).detach().requires_grad_()
     out = model.memory(h, model.run_blocks)
@@ -201,7 +207,7 @@ def test_cached_memories_pass_no_gradient_to_the_past(name):
 
 def test_xl_reach_is_bounded_by_layers_times_memory():
     # 2 layers, a cache of one segment: segment 0 reaches segment 2 (test above) but never segment 3
-    model = model_for(tiny("xl", memory_size=SEG))
+    model = model_for(tiny("xl", size=SEG))
     x = tokens(batch=2, time=32)
     assert max_diff(model, x, change(x, 0, SEG), slice(3 * SEG, 4 * SEG)) == 0.0
     assert max_diff(model, x, change(x, 0, SEG), slice(2 * SEG, 3 * SEG)) > 1e-4
@@ -213,7 +219,7 @@ def test_causal_xl_with_a_full_cache_equals_the_whole_sequence_at_once(changes):
     # the cache holds exactly the states the full causal model attends to, so the outputs must agree
     x = tokens(batch=2, time=28)
     with torch.no_grad():
-        xl = model_for(tiny("xl", memory_size=32, **changes))(x)
+        xl = model_for(tiny("xl", size=32, **changes))(x)
         whole = model_for(tiny("none", **changes))(x)
     torch.testing.assert_close(xl, whole, atol=1e-5, rtol=1e-4)
 
@@ -255,14 +261,30 @@ def test_knn_with_closed_gates_is_plain_segment_attention():
         assert (model.memory(h, model.run_blocks) - expected)[:, SEG:].abs().max() > 1e-4
 
 
-def test_knn_memory_keeps_memory_size_segments():
-    # one layer; memory_size=1 keeps one segment of keys: segment 2 reads segment 1 but no longer segment 0
-    model = model_for(tiny("knn", n_layers=1, memory_size=1))
+def knn(top_k: int, kept_segments: int, **changes) -> ModelConfig:
+    return dataclasses.replace(tiny("knn", **changes), options={"knn": {"top_k": top_k, "kept_segments": kept_segments}})
+
+
+def test_knn_memory_keeps_kept_segments_segments():
+    # one layer; kept_segments=1 keeps one segment of keys: segment 2 reads segment 1 but no longer segment 0
+    model = model_for(knn(4, 1, n_layers=1))
     x = tokens(batch=2, time=24)
     assert max_diff(model, x, change(x, 0, SEG), slice(2 * SEG, 3 * SEG)) == 0.0
     assert max_diff(model, x, change(x, SEG, 2 * SEG), slice(2 * SEG, 3 * SEG)) > 1e-4
-    model = model_for(tiny("knn", n_layers=1, memory_size=2))
+    model = model_for(knn(4, 2, n_layers=1))
     assert max_diff(model, x, change(x, 0, SEG), slice(2 * SEG, 3 * SEG)) > 1e-4
+    assert (model.memory.k, model.memory.capacity) == (4, 2 * SEG)
+
+
+def test_knn_top_k_is_how_many_stored_keys_each_query_reads():
+    # the memory's read of a segment: exact top-k over every stored key (retrieve, tested above), so with top_k at
+    # least the stored keys (one kept segment of SEG) it reads them all, and with top_k=1 only the best match
+    x = tokens(batch=2, time=16)
+    with torch.no_grad():
+        wide, also_wide, narrow = (model_for(knn(k, 1, n_layers=1))(x) for k in (SEG, 4 * SEG, 1))
+    torch.testing.assert_close(wide, also_wide)  # more than SEG stored keys cannot be read
+    assert (wide - narrow)[:, SEG:].abs().max() > 1e-4
+    torch.testing.assert_close(wide[:, :SEG], narrow[:, :SEG])  # the first segment has no memory to read
 
 
 # --- tokens and persistent ----------------------------------------------------------------------------------
@@ -270,7 +292,7 @@ def test_knn_memory_keeps_memory_size_segments():
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
 def test_memory_tokens_influence_outputs(causal):
     model = model_for(tiny("tokens"), causal=causal)
-    assert model.memory.tokens.shape == (1, TINY.memory_size, TINY.d_model)
+    assert model.memory.tokens.shape == (1, SIZE, TINY.d_model)
     x = tokens(batch=2, time=12)
     with torch.no_grad():
         base = model(x)
@@ -282,7 +304,7 @@ def test_memory_tokens_influence_outputs(causal):
 def test_persistent_slots_influence_outputs():
     model = model_for(tiny("persistent"))
     head_dim = TINY.d_model // TINY.n_heads
-    assert model.memory.keys.shape == (TINY.n_layers, TINY.n_heads, TINY.memory_size, head_dim)
+    assert model.memory.keys.shape == (TINY.n_layers, TINY.n_heads, SIZE, head_dim)
     x = tokens(batch=2, time=12)
     with torch.no_grad():
         base = model(x)
@@ -294,7 +316,7 @@ def test_recurrent_runs_read_segment_write_per_segment():
     model = model_for(tiny("recurrent"))
     x = tokens(batch=2, time=16)
     h = model.position.embed(model.embed(x))
-    m = TINY.memory_size
+    m = SIZE
     with torch.no_grad():
         memory = model.memory.initial.expand(2, -1, -1)
         first = model.run_blocks(torch.cat([memory, h[:, :SEG], memory], dim=1))
@@ -339,6 +361,6 @@ XL_EXACT = [a for a in ATTENTION.names() if _valid(memory="xl", attention=a) is 
 def test_causal_xl_with_a_full_cache_equals_the_whole_sequence_for_every_attention(attention):
     x = tokens(batch=2, time=20)
     with torch.no_grad():
-        xl = model_for(tiny("xl", memory_size=32, attention=attention))(x)
+        xl = model_for(tiny("xl", size=32, attention=attention))(x)
         whole = model_for(tiny("none", attention=attention))(x)
     torch.testing.assert_close(xl, whole, atol=1e-5, rtol=1e-4)

@@ -88,7 +88,7 @@ def test_a_plugin_variant_joins_its_kinds_ablation(isolated_plugins):
 
     _, ablation = composed(["ablation=attention"])
     assert ablation.variants["plugged_softmax"] == ("model.attention=plugged_softmax",)
-    assert ablation.variants["local"] == ("model.attention=local", "model.window=4")  # the file's `extra`
+    assert ablation.variants["local"] == ("model.attention=local", "+model.options.local.window=4")  # `extra`
 
 
 def test_own_variants_sit_beside_the_generated_ones():
@@ -99,7 +99,7 @@ def test_own_variants_sit_beside_the_generated_ones():
 
 @pytest.mark.parametrize("changes, words", [
     ({"kind": "norms"}, "unknown ablation.kind 'norms'; valid: attention, ffn"),
-    ({"extra": {"lokal": ["model.window=4"]}}, "names norm 'lokal', which is not registered; valid: layernorm"),
+    ({"extra": {"lokal": ["+model.options.local.window=4"]}}, "names norm 'lokal', which is not registered; valid: layernorm"),
     ({"match": "param"}, "unknown ablation.match 'param'; valid: none, params, flops"),
     ({"difficulty": "ladders"}, "unknown ablation.difficulty 'ladders'; valid: default, ladder"),
     ({"tasks": ["copy@lenght=24"]}, "task copy has no parameter 'lenght'; valid: length"),

@@ -284,3 +284,30 @@ def test_ablation_descriptions_are_read_from_the_files_as_a_compose_reads_them(t
     assert ablation_description("mine") == "my own"
     assert ablation_description("interpolated") == "on copy"
     assert ablation_description("derived") == compose_config(["ablation=derived"]).ablation.description == "my own"
+
+
+# --- the former model fields (#19: moved into components' options) ---------------------------------------------
+
+@pytest.mark.parametrize("former,current", [
+    (["model.attention=local", "model.window=4"], ["model.attention=local", "+model.options.local.window=4"]),
+    (["model.attention=performer", "++model.n_features=32"], ["model.attention=performer",
+                                                               "+model.options.performer.n_features=32"]),
+    (["model.memory=xl", "model.segment_len=8", "model.memory_size=16"],
+     ["model.memory=xl", "model.segment_len=8", "+model.options.xl.cache_len=16"]),
+    (["model.memory=knn", "model.segment_len=8", "model.memory_size=4"],
+     ["model.memory=knn", "model.segment_len=8", "+model.options.knn.top_k=4", "+model.options.knn.kept_segments=4"]),
+], ids=["window", "n_features", "xl", "knn"])
+def test_an_override_of_a_former_field_composes_to_its_option(former, current):
+    # what manifests (which `ablate worker` composes again), ablation files and commands written before the move say
+    old, new = run_config(former), run_config(current)
+    assert old == new
+    assert old.hash() == new.hash()
+    assert compose_config(former).model.options == compose_config(current).model.options  # `ablate config` shows it
+
+
+def test_a_former_field_is_still_in_the_run_hash_under_its_old_name(default_run):
+    # the hash is taken over the shape before the move: the option of the selected component, else the old default
+    local = run_config(["model.attention=local", "+model.options.local.window=4"])
+    assert local.model.hash_form()["window"] == 4 and default_run.model.hash_form()["window"] == 16
+    assert local.hash() != run_config(["model.attention=local"]).hash()
+    # that the hashes are the ones runs recorded before the move: tests/reliability/test_references_resume.py

@@ -98,3 +98,29 @@ def test_flatten_and_slug():
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}) == {"a.b": "1", "a.c": "1, 2", "d": "null",
                                                                         "e": "{}"}
     assert slug("deep/default") == "deep-default" and slug("///") == "other"
+
+
+def test_runs_recorded_before_the_model_fields_moved_into_options_differ_only_where_the_runs_did(tmp_path):
+    # result.json before #19 recorded `window`, `n_features` and `memory_size` at the model's top level
+    import json
+
+    from ablations.analyse.aggregate import load
+    from ablations.report.compare import run_config_difference
+    from models.config import ModelConfig
+
+    old = make_results(tmp_path / "old" / "abl", standard_spec(2))
+    new = make_results(tmp_path / "new" / "abl", standard_spec(2))
+    add_configs(old, model={"attention": "local"})
+    add_configs(new, model={"attention": "local"})
+    for result_path in old.rglob("result.json"):
+        result = json.loads(result_path.read_text())
+        if "config" in result:
+            model = {k: v for k, v in result["config"]["model"].items() if k != "options"}
+            result["config"]["model"] = {**model, "window": 16, "n_features": 64, "memory_size": 8}
+            result_path.write_text(json.dumps(result))
+    models = [json.loads(p.read_text())["config"]["model"] for p in new.rglob("result.json")
+              if "config" in json.loads(p.read_text())]
+    assert models and all(m["options"] == {"local": {"window": 16}} for m in models)  # the new shape: its option
+    assert ModelConfig.from_dict(models[0]).hash_form()["window"] == 16
+    difference = run_config_difference(load(old), load(new), ("old", "new"))
+    assert difference.empty, difference
