@@ -183,8 +183,8 @@ def current_form(values: dict) -> dict:
     components it selects; a former field that no selected component uses is dropped, as it changed nothing.
 
     Why: result.json files, manifests and ablation files written before the move hold `window`, `n_features` and
-    `memory_size`; they must still be read, and mean what they meant. A former field and its option set to two
-    different values is an error, as one of them would be ignored."""
+    `memory_size`; they must still be read, and mean what they meant. A former field must still be a positive
+    integer, as it had to be; set to a different value than its option, it is an error, as one would be ignored."""
     if not any(field in values for field in MOVED_FIELDS):
         return values
     values = dict(values)
@@ -196,6 +196,7 @@ def current_form(values: dict) -> dict:
         if field not in values:
             continue
         value = values.pop(field)
+        _check_int(field, value, minimum=1)  # as the field was checked, whether or not a component uses it
         for component, names in owners.items():
             held = options.setdefault(component, {}) if component in chosen else None
             if not isinstance(held, dict) or not isinstance(given, dict):

@@ -234,3 +234,11 @@ def test_the_moved_options_must_be_positive_integers(owner, value):
         ModelConfig(**OWNERS[owner], options={owner: {name: value}})
     assert str(info.value).startswith(f"model.options.{owner}")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("former", list(MOVED_FIELDS))
+@pytest.mark.parametrize("value", [0, "4", None, True])
+def test_a_former_field_is_still_checked_where_no_component_uses_it(former, value):
+    with pytest.raises(ConfigError) as info:
+        ModelConfig.from_dict({former: value})  # softmax, no memory: the value would be dropped
+    assert str(info.value) == f"model.{former} must be a positive integer, got {value!r}"
