@@ -83,7 +83,9 @@ class Kind:
         if getattr(cls, "segmented", False):
             words.append("needs segment_len")
         if getattr(cls, "Options", None) is not None:
-            words.append("options " + ",".join(f.name for f in dataclasses.fields(cls.Options)))
+            defaults = cls.Options()  # every option has a default (the Options contract)
+            words.append("options " + ",".join(f"{f.name}={getattr(defaults, f.name)}"
+                                               for f in dataclasses.fields(cls.Options)))
         return "; ".join(words)
 
 

@@ -122,7 +122,7 @@ def test_example_plugin_is_listed_and_passes_check(capsys):
     assert main(["list", "-v"]) == 0
     listed = capsys.readouterr().out
     assert "sigmoid_gate (plugin: ablate_sigmoid_gate)" in listed
-    assert "options gate,init_bias" in listed
+    assert "options gate=headwise,init_bias=0.0" in listed
     assert main(["check", "attention", "sigmoid_gate"]) == 0
     checked = capsys.readouterr().out
     assert "PASS causal" in checked and "FAIL" not in checked

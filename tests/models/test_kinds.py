@@ -82,8 +82,8 @@ def test_capabilities_say_what_a_class_declares():
     assert attention.capabilities(softmax) == "provides causal,prefix,rotate,score_bias; O(T^2)"
     assert attention.capabilities(attention.registry.get("none")) == "removes the sublayer"
     assert memory.capabilities(memory.registry.get("recurrent")).split("; ")[-2:] == ["needs segment_len",
-                                                                                     "options n_tokens"]
-    assert attention.capabilities(attention.registry.get("local")).endswith("; options window")
+                                                                                     "options n_tokens=8"]
+    assert attention.capabilities(attention.registry.get("local")).endswith("; options window=16")
     assert ffn.capabilities(ffn.registry.get("mlp")) == ""  # nothing declared: `ablate list -v` prints '-'
 
 
