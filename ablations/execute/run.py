@@ -255,6 +255,8 @@ def finish_run(cfg: RunConfig, run_dir: Path, *, task, variant: str, ablation: s
     result = dict(row, config=cfg.to_dict(), last_finite_train_loss=divergence.last_finite_loss,
                   solved_at=task.solved_at, test_metrics=test_metrics,
                   accelerator=accelerator, precision=precision, world_size=world_size,
+                  # a CPU run's last digits depend on its thread count (README: Determinism), so it is recorded
+                  torch_threads=torch.get_num_threads(),
                   versions={"suite": __version__, "torch": torch.__version__, "lightning": pl.__version__,
                             "python": platform.python_version()}, **(extra or {}))
     write_json_atomic(Path(run_dir) / "result.json", result)

@@ -45,3 +45,16 @@ def test_versions_are_recorded_with_every_result(tmp_path, monkeypatch):
     assert versions["suite"] == ablations.__version__ and versions["torch"] == torch.__version__
     assert versions["lightning"] == lightning.__version__ and versions["python"] == platform.python_version()
     assert result["config"]["seed"] == 0 and result["accelerator"] == "cpu"
+
+
+@pytest.mark.slow
+def test_the_thread_count_a_result_depends_on_is_recorded(tmp_path, monkeypatch):
+    # a CPU run's last digits depend on how many threads its kernels split the work into (README: Determinism)
+    monkeypatch.chdir(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert _train(f"t{threads}", "trainer.max_steps=3")["torch_threads"] == threads
+    finally:
+        torch.set_num_threads(before)
