@@ -188,26 +188,26 @@ def current_form(values: dict) -> dict:
     if not any(field in values for field in MOVED_FIELDS):
         return values
     values = dict(values)
-    given = values.get("options") or {}
-    options = {name: dict(held) if isinstance(held, dict) else held
-               for name, held in (given.items() if isinstance(given, dict) else ())}
-    chosen = {values.get(field) for field in REGISTRIES}
-    for field, (_, owners) in MOVED_FIELDS.items():
-        if field not in values:
-            continue
-        value = values.pop(field)
+    former = {field: values.pop(field) for field in MOVED_FIELDS if field in values}
+    for field, value in former.items():
         _check_int(field, value, minimum=1)  # as the field was checked, whether or not a component uses it
-        for component, names in owners.items():
+    given = values.get("options") or {}
+    if not isinstance(given, dict):
+        return values  # options that are not a mapping: `resolve_options` names the problem
+    options = {name: dict(held) if isinstance(held, dict) else held for name, held in given.items()}
+    chosen = {values.get(field) for field in REGISTRIES}
+    for field, value in former.items():
+        for component, names in MOVED_FIELDS[field][1].items():
             held = options.setdefault(component, {}) if component in chosen else None
-            if not isinstance(held, dict) or not isinstance(given, dict):
-                continue  # not selected; or options that are not a mapping, which `resolve_options` names
+            if not isinstance(held, dict):
+                continue  # not selected; or its options are not a mapping, which `resolve_options` names
             for name in names:
                 if name in held and held[name] != value:
                     raise ConfigError(f"model.{field}={value!r} (its former name) and "
                                       f"model.options.{component}.{name}={held[name]!r} set one option twice; "
                                       f"keep model.options.{component}.{name}")
                 held[name] = value
-    if isinstance(given, dict) and options:
+    if options:
         values["options"] = options
     return values
 

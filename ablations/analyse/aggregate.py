@@ -412,13 +412,13 @@ def summarise(runs: pd.DataFrame, baseline: str, *, alpha: float = ALPHA, broken
         rank = {variant: i for i, variant in enumerate(order)}
         rows.sort(key=lambda r: (r["ablation"], rank[r["variant"]]))
         cells = pd.DataFrame(rows, columns=columns)
-        cells["seeds_to_decide"] = pd.array(cells["seeds_to_decide"].tolist(), dtype="Int64")
-        return cells
-    cells = pd.DataFrame(rows)
+    else:
+        cells = pd.DataFrame(rows)
+        cells["_v"] = cells["variant"].map(order.index)
+        cells = cells.sort_values(["ablation", "_v"], kind="stable").drop(columns="_v").reset_index(drop=True)
+        cells = cells[columns]
     cells["seeds_to_decide"] = pd.array(cells["seeds_to_decide"].tolist(), dtype="Int64")
-    cells["_v"] = cells["variant"].map(order.index)
-    cells = cells.sort_values(["ablation", "_v"], kind="stable").drop(columns="_v").reset_index(drop=True)
-    return cells[columns]
+    return cells
 
 
 def _variant_order(runs: pd.DataFrame, baseline: str) -> list[str]:

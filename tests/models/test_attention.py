@@ -30,7 +30,7 @@ OWN = {"local": ("window",), "performer": ("n_features",)}
 
 def config(name="softmax", **changes) -> ModelConfig:
     """CFG with attention `name`; `window` and `n_features` are the variant's options where it has them."""
-    own = {key: changes.pop(key) for key in [k for k in changes if k in {o for v in OWN.values() for o in v}]}
+    own = {key: changes.pop(key) for key in ("window", "n_features") if key in changes}
     options = {key: value for key, value in own.items() if key in OWN.get(name, ())}
     return dataclasses.replace(CFG, attention=name, options={name: options} if options else {}, **changes)
 
